@@ -1,0 +1,55 @@
+"""RFC 3261 §25 grammar as compiled regular expressions.
+
+Each pattern sits under the ABNF it implements. Where we accept more than the RFC, a comment says so and
+why: real phones send these things and refusing them would strand an agent.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "HOST_RE",
+    "METHOD_RE",
+    "PORT_RE",
+    "REQUEST_LINE_RE",
+    "STATUS_LINE_RE",
+    "TOKEN_RE",
+    "is_token",
+]
+
+# token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~" )
+TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
+TOKEN_RE = re.compile(TOKEN)
+
+# Method = INVITEm / ACKm / OPTIONSm / BYEm / CANCELm / REGISTERm / extension-method
+# extension-method = token
+METHOD_RE = re.compile(TOKEN)
+
+# Request-Line = Method SP Request-URI SP SIP-Version CRLF
+# SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT
+# Lenient: the SIP-Version literal is matched case-insensitively (§7.1 says it is case-sensitive, but
+# RFC 4475 §3.1.1.13 style messages and some old gateways send "sip/2.0").
+REQUEST_LINE_RE = re.compile(r"(" + TOKEN + r") (\S+) ([Ss][Ii][Pp]/\d+\.\d+)")
+
+# Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF
+# Reason-Phrase = *(reserved / unreserved / escaped / UTF8-NONASCII / UTF8-CONT / SP / HTAB)
+# Lenient: a missing SP before an empty reason phrase is accepted (seen from several PBXs).
+STATUS_LINE_RE = re.compile(r"([Ss][Ii][Pp]/\d+\.\d+) (\d{3})(?: (.*))?")
+
+# hostname = *( domainlabel "." ) toplabel [ "." ]
+# IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT
+# IPv6reference = "[" IPv6address "]"
+# Lenient: underscores in host names (seen in container and SRV-derived names).
+HOSTNAME = r"[A-Za-z0-9](?:[A-Za-z0-9_\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9_\-]*[A-Za-z0-9])?)*\.?"
+IPV4 = r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}"
+IPV6REF = r"\[[0-9A-Fa-f:.]+\]"
+HOST_RE = re.compile(r"(?:" + IPV6REF + "|" + IPV4 + "|" + HOSTNAME + r")")
+PORT_RE = re.compile(r"\d{1,5}")
+
+_TOKEN_FULL = re.compile(TOKEN + r"\Z")
+
+
+def is_token(text: str) -> bool:
+    """True when `text` is a non-empty RFC 3261 token."""
+    return _TOKEN_FULL.match(text) is not None
