@@ -1,1 +1,1 @@
-"""cli layer."""
+"""The `softswitch` command line (click): one file per noun."""

@@ -1,0 +1,416 @@
+"""`softswitch serve`: assembles a running switch (the only module that knows every layer).
+
+Start-up: open the store and migrate it, restore the bindings it holds (their remaining lifetime
+converted from wall clock to the loop's monotonic clock), build the sans-IO endpoint, open the SIP
+listeners and the control API, log `ready`. Shutdown (SIGINT/SIGTERM, uvicorn's lifecycle, style 9.15):
+stop accepting, let the writer commit everything already submitted and send the answers that were
+waiting on it, then close sockets and the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import secrets
+import signal
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from softswitch import __version__
+from softswitch.config.schema import Settings
+from softswitch.sip.auth import DigestAuthenticator
+from softswitch.sip.endpoint import (
+    AuthFailed,
+    BindingsExpired,
+    Endpoint,
+    EndpointConfig,
+    EndpointEvent,
+    MessageDropped,
+    PersistBindings,
+    ReachabilityChanged,
+    SourceBanned,
+)
+from softswitch.sip.flow import Flow
+from softswitch.sip.guard import Guard
+from softswitch.sip.location import Binding, LocationTable, contact_key
+from softswitch.sip.parser import ParserLimits
+from softswitch.sip.registrar import RegistrarPolicy
+from softswitch.sip.timers import TimerValues
+from softswitch.sip.transport import ListenAddress, SipTransport
+from softswitch.sip.uri import parse_uri
+from softswitch.store.bindings import delete_expired, load_bindings, replace_bindings
+from softswitch.store.db import make_engine, migrate
+from softswitch.store.records import BindingRow
+from softswitch.store.writer import StoreWriter
+
+__all__ = ["App", "binding_from_row", "binding_to_row"]
+
+log = logging.getLogger("softswitch")
+
+WILDCARDS = {"0.0.0.0", "::", ""}
+
+
+def binding_to_row(binding: Binding, wall_offset: float) -> BindingRow:
+    flow = binding.flow
+    return BindingRow(
+        aor=binding.aor,
+        contact=binding.contact,
+        expires_at=binding.expires_at + wall_offset,
+        call_id=binding.call_id,
+        cseq=binding.cseq,
+        transport=flow.transport,
+        source_host=flow.remote[0],
+        source_port=flow.remote[1],
+        local_host=flow.local[0],
+        local_port=flow.local[1],
+        q=binding.q,
+        instance_id=binding.instance_id,
+        reg_id=binding.reg_id,
+        user_agent=binding.user_agent,
+    )
+
+
+def binding_from_row(row: BindingRow, wall_offset: float, now: float) -> Binding:
+    return Binding(
+        aor=row.aor,
+        contact=row.contact,
+        expires_at=row.expires_at - wall_offset,
+        # A restored TCP/TLS binding has lost its connection (conn_id 0): the phone reconnects.
+        flow=Flow(row.transport, (row.source_host, row.source_port), (row.local_host, row.local_port)),
+        call_id=row.call_id,
+        cseq=row.cseq,
+        q=row.q,
+        instance_id=row.instance_id,
+        reg_id=row.reg_id,
+        user_agent=row.user_agent,
+        registered_at=now,
+        key=contact_key(parse_uri(row.contact), row.instance_id, row.reg_id),
+    )
+
+
+def primary_address() -> str:
+    """The address this host uses to reach the internet (no packet is sent)."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect(("192.0.2.1", 9))
+        return str(sock.getsockname()[0])
+    return "127.0.0.1"
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """The digest nonce key, kept across restarts so nonces handed out before a restart stay valid."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        data = path.read_bytes()
+        if len(data) >= 32:
+            return data
+    data = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    return data
+
+
+@dataclass
+class App:
+    settings: Settings
+    config_path: Path
+    started_at: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.endpoint: Endpoint | None = None
+        self.transport: SipTransport | None = None
+        self.writer: StoreWriter | None = None
+        self.control: Any = None
+        self._stop = asyncio.Event()
+        self.wall_offset = 0.0
+        self.engine: Any = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        settings = self.settings
+        server = settings.server
+        self.wall_offset = time.time() - loop.time()
+
+        self.engine = await asyncio.to_thread(self._open_store, server.database)
+        self.writer = StoreWriter(self.engine)
+        self.writer.start()
+
+        location = LocationTable()
+        rows = await asyncio.to_thread(self._load_bindings)
+        now = loop.time()
+        location.restore([binding_from_row(row, self.wall_offset, now) for row in rows])
+
+        state_dir = Path(server.control_token_file).parent
+        secret = load_or_create_secret(state_dir / "digest.key")
+        authenticator = DigestAuthenticator(server.domain, secret, nonce_ttl=float(server.security.nonce_ttl))
+        guard = Guard(
+            failures=server.security.auth_failures,
+            window=float(server.security.auth_window),
+            ban_time=float(server.security.ban_time),
+        )
+        listen = [ListenAddress(spec.transport, str(spec.host), spec.port) for spec in server.listen]
+        endpoint_config = self._endpoint_config(listen)
+        endpoint = Endpoint(
+            endpoint_config,
+            authenticator=authenticator,
+            guard=guard,
+            credentials=self._lookup_credentials,
+            location=location,
+        )
+        endpoint.wall_offset = self.wall_offset
+        self.endpoint = endpoint
+
+        tls_context = self._tls_context() if any(a.transport == "tls" for a in listen) else None
+        self.transport = SipTransport(
+            endpoint,
+            on_event=self._on_endpoint_event,
+            tls_context=tls_context,
+            idle_timeout=float(server.tcp_idle_timeout),
+            max_message_size=server.limits.max_message_size,
+        )
+        await self.transport.start(listen)
+        # Now that ports are bound (port 0 may have been asked for), advertise the real ones.
+        endpoint.config = self._endpoint_config(self.transport.bound)
+        for binding in location.all_bindings(now=now):
+            endpoint._schedule_qualify(binding, now)
+        self.transport.pump()
+
+        from softswitch.control.api import start_control
+
+        self.control = await start_control(self)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._stop.set)
+        log.info(
+            "ready",
+            extra={
+                "event": "ready",
+                "version": __version__,
+                "listen": [f"{a.transport}://{a.host}:{a.port}" for a in self.transport.bound],
+                "control": f"{server.control.host}:{server.control.port}",
+                "bindings_restored": len(rows),
+            },
+        )
+        await self._stop.wait()
+        await self.shutdown()
+        return 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def shutdown(self) -> None:
+        log.info("shutting down", extra={"event": "stopping"})
+        assert self.transport is not None and self.writer is not None and self.endpoint is not None
+        await self.transport.stop_listening()
+        # Let every commit already submitted finish and its held 200 go out.
+        await asyncio.to_thread(self.writer.flush, 10.0)
+        for _ in range(100):
+            if not self.endpoint._pending:
+                break
+            await asyncio.sleep(0.01)
+        self.transport.pump()
+        if self.control is not None:
+            await self.control.cleanup()
+        await self.transport.close()
+        await asyncio.to_thread(self.writer.close, 10.0)
+        self.engine.dispose()
+        log.info("stopped", extra={"event": "stopped"})
+
+    # -- wiring helpers ----------------------------------------------------------------------------------
+
+    def _open_store(self, url: str) -> Any:
+        migrate(url)
+        return make_engine(url)
+
+    def _load_bindings(self) -> list[BindingRow]:
+        from sqlalchemy.orm import Session
+
+        with Session(self.engine) as session, session.begin():
+            delete_expired(session, now=time.time())
+            return load_bindings(session, now=time.time())
+
+    def _endpoint_config(self, listen: list[ListenAddress]) -> EndpointConfig:
+        server = self.settings.server
+        public = str(server.public_address) if server.public_address else None
+        fallback = primary_address()
+        advertise: dict[str, tuple[str, int]] = {}
+        hosts: set[str] = set()
+        for spec in listen:
+            host = public or (spec.host if spec.host not in WILDCARDS else fallback)
+            advertise.setdefault(spec.transport, (host, spec.port))
+            hosts.add(host.lower())
+            if spec.host not in WILDCARDS:
+                hosts.add(spec.host.lower())
+        aliases = frozenset({*(str(a).lower() for a in server.aliases), *hosts})
+        return EndpointConfig(
+            domain=str(server.domain),
+            aliases=aliases,
+            limits=ParserLimits(
+                max_message_size=server.limits.max_message_size,
+                max_headers=server.limits.max_headers,
+                max_line_length=server.limits.max_line_length,
+            ),
+            timers=TimerValues(t1=server.timers.t1, t2=server.timers.t2, t4=server.timers.t4),
+            registrar=RegistrarPolicy(
+                min_expires=server.registrar.min_expires,
+                max_expires=server.registrar.max_expires,
+                default_expires=server.registrar.default_expires,
+                max_contacts=server.registrar.max_contacts,
+            ),
+            qualify_interval=float(server.registrar.qualify_interval),
+            qualify_timeout=float(server.registrar.qualify_timeout),
+            user_agent=f"softswitch/{__version__}",
+            advertise=advertise,
+        )
+
+    def _tls_context(self) -> ssl.SSLContext:
+        tls = self.settings.server.tls
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = (
+            ssl.TLSVersion.TLSv1_2 if tls.min_version == "1.2" else ssl.TLSVersion.TLSv1_3
+        )
+        context.load_cert_chain(str(tls.cert), str(tls.key))
+        return context
+
+    def _lookup_credentials(self, username: str, algorithm: str) -> str | None:
+        md5, sha256 = self.settings.credentials_for(username)
+        return sha256 if algorithm.upper().startswith("SHA-256") else md5
+
+    # -- endpoint events ---------------------------------------------------------------------------------
+
+    def _on_endpoint_event(self, event: EndpointEvent) -> None:
+        match event:
+            case PersistBindings(token=token, aor=aor, bindings=bindings, flow=flow):
+                rows = [binding_to_row(b, self.wall_offset) for b in bindings]
+                self._persist(aor, rows, token)
+                log.info(
+                    "registered",
+                    extra={"event": "register", "aor": aor, "source": str(flow), "contacts": len(bindings)},
+                )
+            case BindingsExpired(aor=aor, bindings=bindings):
+                rows = [binding_to_row(b, self.wall_offset) for b in bindings]
+                self._persist(aor, rows, None)
+                log.info("binding expired", extra={"event": "expired", "aor": aor, "contacts": len(bindings)})
+            case ReachabilityChanged(aor=aor, contact=contact, reachable=reachable, rtt=rtt):
+                log.info(
+                    "reachability",
+                    extra={
+                        "event": "reachability",
+                        "aor": aor,
+                        "contact": contact,
+                        "reachable": reachable,
+                        "rtt_ms": None if rtt is None else round(rtt * 1000, 1),
+                    },
+                )
+            case MessageDropped(flow=flow, reason=reason, detail=detail):
+                log.info(
+                    "x dropped",
+                    extra={"event": "dropped", "source": str(flow), "reason": reason, "detail": detail},
+                )
+            case AuthFailed(source=source, username=username, outcome=outcome):
+                log.warning(
+                    "authentication failed",
+                    extra={
+                        "event": "auth_failed",
+                        "source": source,
+                        "username": username,
+                        "outcome": outcome,
+                    },
+                )
+            case SourceBanned(source=source, until=until):
+                log.warning(
+                    "source banned",
+                    extra={"event": "banned", "source": source, "seconds": round(until - self._now(), 1)},
+                )
+
+    def _now(self) -> float:
+        assert self.loop is not None
+        return self.loop.time()
+
+    def _persist(self, aor: str, rows: list[BindingRow], token: int | None) -> None:
+        assert self.writer is not None and self.loop is not None
+        loop = self.loop
+
+        def job(session: Any) -> None:
+            replace_bindings(session, aor, rows)
+
+        def done(result: object) -> None:
+            ok = not isinstance(result, BaseException)
+            if not ok:
+                log.error(
+                    "binding write failed", extra={"event": "store_error", "aor": aor, "error": repr(result)}
+                )
+            if token is not None:
+                loop.call_soon_threadsafe(self._persisted, token, ok)
+
+        if not self.writer.submit(job, done):
+            log.error("store queue full; refusing REGISTER", extra={"event": "store_full", "aor": aor})
+            if token is not None:
+                self._persisted(token, False)
+
+    def _persisted(self, token: int, ok: bool) -> None:
+        assert self.endpoint is not None and self.transport is not None
+        self.endpoint.persisted(token, ok=ok, now=self._now())
+        self.transport.pump()
+
+    # -- views for the control API -------------------------------------------------------------------------
+
+    def registrations(self) -> list[dict[str, Any]]:
+        assert self.endpoint is not None
+        now = self._now()
+        out: list[dict[str, Any]] = []
+        location = self.endpoint.location
+        for binding in location.all_bindings(now=now):
+            reach = location.peek_reachability(binding.aor, binding.key)
+            out.append(
+                {
+                    "aor": binding.aor,
+                    "user": binding.aor.split(":", 1)[1].split("@", 1)[0],
+                    "contact": binding.contact,
+                    "transport": binding.flow.transport,
+                    "source": f"{binding.flow.remote[0]}:{binding.flow.remote[1]}",
+                    "source_host": binding.flow.remote[0],
+                    "source_port": binding.flow.remote[1],
+                    "user_agent": binding.user_agent,
+                    "expires_at": round(binding.expires_at + self.wall_offset, 3),
+                    "expires_in": binding.remaining(now),
+                    "reachable": None if reach is None else reach.reachable,
+                    "rtt_ms": None if reach is None or reach.rtt is None else round(reach.rtt * 1000, 1),
+                }
+            )
+        return out
+
+    def status(self) -> dict[str, Any]:
+        assert self.endpoint is not None and self.transport is not None
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime": round(time.time() - self.started_at, 1),
+            "domain": self.settings.server.domain,
+            "listen": [f"{a.transport}://{a.host}:{a.port}" for a in self.transport.bound],
+            "registrations": len(self.endpoint.location),
+            "connections": self.transport.connection_count(),
+            "transactions": len(self.endpoint.transactions),
+            "counters": dict(self.endpoint.counters),
+            "store": self.writer.stats() if self.writer is not None else {},
+        }
+
+
+def is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

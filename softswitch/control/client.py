@@ -1,0 +1,56 @@
+"""The control API client the CLI uses (plain blocking HTTP: the CLI has no event loop to share)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ControlClient", "ControlError", "ServerDown"]
+
+
+class ControlError(RuntimeError):
+    """The server answered with an error."""
+
+
+class ServerDown(ControlError):
+    """Nothing is listening on the control address (the switch is not running)."""
+
+
+class ControlClient:
+    def __init__(self, host: str, port: int, token_file: Path, *, timeout: float = 5.0) -> None:
+        self.base = f"http://{host}:{port}"
+        self.token_file = token_file
+        self.timeout = timeout
+
+    def _token(self) -> str:
+        try:
+            return self.token_file.read_text().strip()
+        except FileNotFoundError:
+            raise ServerDown(f"no control token at {self.token_file} (is the switch running?)") from None
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req.add_header("Authorization", f"Bearer {self._token()}")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            try:
+                detail = json.loads(exc.read()).get("error", exc.reason)
+            except Exception:
+                detail = exc.reason
+            raise ControlError(f"{exc.code}: {detail}") from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            raise ServerDown(f"the switch is not answering on {self.base} ({exc})") from None
+
+    def get(self, path: str) -> Any:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        return self.request("POST", path, body or {})
