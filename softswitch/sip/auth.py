@@ -59,6 +59,7 @@ import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 __all__ = [
     "SUPPORTED_ALGORITHMS",
@@ -197,14 +198,20 @@ _NAME_RE = re.compile(rf"{_SWS}({_TOKEN}){_SWS}={_SWS}")
 _TOKEN_RE = re.compile(_TOKEN)
 # quoted-string = SWS DQUOTE *(qdtext / quoted-pair) DQUOTE;
 # qdtext = LWS / %x21 / %x23-5B / %x5D-7E / UTF8-NONASCII; quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)
-_QUOTED_RE = re.compile(r'"((?:[ \t\x21\x23-\x5b\x5d-\x7e\x80-\U0010ffff]|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*)"')
+_QUOTED = r'"((?:[ \t\x21\x23-\x5b\x5d-\x7e\x80-\U0010ffff]|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*)"'
+_QUOTED_RE = re.compile(_QUOTED)
+# One whole parameter and what follows it: auth-param = token EQUAL (token / quoted-string), then COMMA or
+# the end. The fast path; on a mismatch `_explain` walks the same grammar step by step to name the error.
+_PARAM_RE = re.compile(rf"{_SWS}({_TOKEN}){_SWS}={_SWS}(?:{_QUOTED}|({_TOKEN})){_SWS}(,|\Z)")
 _UNESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
 _COMMA_RE = re.compile(rf"{_SWS},")
 _END_RE = re.compile(rf"{_SWS}\Z")
 _HEX_RE = re.compile(r"[0-9A-Fa-f]+")
 _NC_RE = re.compile(r"[0-9A-Fa-f]{8}")
 
-_KNOWN = ("username", "realm", "nonce", "uri", "response", "algorithm", "cnonce", "qop", "nc", "opaque")
+_KNOWN = frozenset(
+    ("username", "realm", "nonce", "uri", "response", "algorithm", "cnonce", "qop", "nc", "opaque")
+)
 _REQUIRED = ("username", "realm", "nonce", "uri", "response")
 
 
@@ -221,23 +228,16 @@ def parse_credentials(value: str) -> Credentials:
     other: list[tuple[str, str]] = []
     seen: set[str] = set()
     while True:
-        name_match = _NAME_RE.match(value, pos)
-        if name_match is None:
-            raise AuthParseError(f"expected parameter name '=' at offset {pos}")
-        name = name_match.group(1)
-        pos = name_match.end()
-        quoted = _QUOTED_RE.match(value, pos)
-        if quoted is not None:
-            param_value = _UNESCAPE_RE.sub(r"\1", quoted.group(1))
-            pos = quoted.end()
+        param = _PARAM_RE.match(value, pos)
+        if param is None:
+            _explain(value, pos)
+        name, quoted, token, separator = param.groups()
+        if quoted is None:
+            param_value = token
+        elif "\\" in quoted:
+            param_value = _UNESCAPE_RE.sub(r"\1", quoted)
         else:
-            if pos < len(value) and value[pos] == '"':
-                raise AuthParseError(f"unterminated or invalid quoted string for {name!r}")
-            token = _TOKEN_RE.match(value, pos)
-            if token is None:
-                raise AuthParseError(f"parameter {name!r} has no value")
-            param_value = token.group(0)
-            pos = token.end()
+            param_value = quoted
         lowered = name.lower()
         if lowered in seen:
             raise AuthParseError(f"parameter {name!r} appears more than once")
@@ -246,13 +246,32 @@ def parse_credentials(value: str) -> Credentials:
             known[lowered] = param_value
         else:
             other.append((name, param_value))
-        if _END_RE.match(value, pos):
+        pos = param.end()
+        if not separator:
             break
-        comma = _COMMA_RE.match(value, pos)
-        if comma is None:
-            raise AuthParseError(f"expected ',' between parameters at offset {pos}")
-        pos = comma.end()
     return _build(known, tuple(other), scheme)
+
+
+def _explain(value: str, pos: int) -> NoReturn:
+    """Raise the precise reason why the parameter at `pos` does not match `_PARAM_RE`."""
+    name_match = _NAME_RE.match(value, pos)
+    if name_match is None:
+        raise AuthParseError(f"expected parameter name '=' at offset {pos}")
+    name = name_match.group(1)
+    pos = name_match.end()
+    quoted = _QUOTED_RE.match(value, pos)
+    if quoted is not None:
+        pos = quoted.end()
+    else:
+        if pos < len(value) and value[pos] == '"':
+            raise AuthParseError(f"unterminated or invalid quoted string for {name!r}")
+        token = _TOKEN_RE.match(value, pos)
+        if token is None:
+            raise AuthParseError(f"parameter {name!r} has no value")
+        pos = token.end()
+    if _END_RE.match(value, pos) is None and _COMMA_RE.match(value, pos) is None:
+        raise AuthParseError(f"expected ',' between parameters at offset {pos}")
+    raise AuthParseError(f"malformed parameter at offset {pos}")  # pragma: no cover - grammars agree
 
 
 def _build(known: dict[str, str], other: tuple[tuple[str, str], ...], scheme: str) -> Credentials:
