@@ -1,0 +1,1191 @@
+"""The configuration schema: what `config/softswitch.yaml` may say, with every field described.
+
+The field descriptions are the admin's documentation: `softswitch config check` prints the description of
+the field an error is about. Every model forbids unknown keys, so a misspelt key is an error rather than a
+silently ignored setting.
+
+Values that the switch compares as text (extensions, numbers, passwords, names) must be YAML strings.
+YAML reads `1001` as an integer, `0123` as octal 83, `+37167000001` as an integer without its plus sign
+and `no` as `false`; those are refused with a hint to quote them instead of being silently changed.
+
+Relative paths (database file, recordings, sounds, TLS files) are relative to the working directory the
+switch is started in: the repository root for `make run`.
+
+Checks that look at one value or one entry run first; cross-references between entries (duplicate
+numbers, overflow targets, DID targets, supervisor teams) run once every entry is valid on its own, like a
+compiler that reports syntax errors before semantic ones.
+
+Digest HA1 values (RFC 7616 §3.4.2; RFC 8760 for SHA-256): HA1 = H(username ":" realm ":" password), with
+the realm being `server.domain`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+import zoneinfo
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+__all__ = [
+    "AgentSettings",
+    "AnnounceSettings",
+    "FeatureCodes",
+    "HostPort",
+    "LimitSettings",
+    "ListenSpec",
+    "LocatedErrors",
+    "OverflowSettings",
+    "QueueSettings",
+    "RecordSettings",
+    "RegistrarSettings",
+    "RelaxStep",
+    "SecuritySettings",
+    "ServerSettings",
+    "Settings",
+    "SupervisorSettings",
+    "TimerSettings",
+    "TlsSettings",
+    "TrunkMatch",
+    "TrunkSettings",
+    "digest_ha1",
+]
+
+Loc = tuple[str | int, ...]
+
+STRATEGIES: Final = ("longest_idle", "least_calls", "round_robin", "ring_all", "best_skill", "random")
+SUPPORTED_CODECS: Final = ("PCMU", "PCMA")
+TRANSPORT_DEFAULT_PORTS: Final = {"udp": 5060, "tcp": 5060, "tls": 5061}  # RFC 3261 §19.1.2
+ALL_TEAMS: Final = "*"
+
+
+class LocatedErrors(ValueError):
+    """Several validation problems found by one model-level check, each at a key path below the model.
+
+    Pydantic reports a model validator's `ValueError` at the model's own location; the loader unpacks this
+    exception (kept by pydantic in the error's `ctx`) so that each problem names its own key and line.
+    """
+
+    def __init__(self, issues: list[tuple[Loc, str]]) -> None:
+        self.issues = issues
+        super().__init__("; ".join(f"{format_loc(loc) or '(top)'}: {msg}" for loc, msg in issues))
+
+
+def format_loc(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{json.dumps(part)}]"
+    return out
+
+
+def digest_ha1(algorithm: Literal["md5", "sha256"], username: str, realm: str, password: str) -> str:
+    """HA1 = H(username:realm:password) as lowercase hex (RFC 7616 §3.4.2, RFC 2617 §3.2.2.2)."""
+    data = f"{username}:{realm}:{password}".encode()
+    return hashlib.md5(data).hexdigest() if algorithm == "md5" else hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------------
+# Scalar types with admin-friendly errors
+
+
+def _error(kind: str, message: str) -> PydanticCustomError:
+    """A validation error whose message is used as is (pydantic would otherwise format braces in it)."""
+    return PydanticCustomError(kind, "{message}", {"message": message})
+
+
+def _require_text(value: object) -> object:
+    """Refuse YAML scalars that were not strings: quoting is the only way to keep them as written."""
+    if isinstance(value, bool):
+        raise _error(
+            "quoted_string",
+            f"must be a quoted string: YAML read this unquoted value as the boolean {str(value).lower()} "
+            "(yes/no/on/off are booleans in YAML)",
+        )
+    if isinstance(value, int | float):
+        raise _error(
+            "quoted_string",
+            f"must be a quoted string: YAML read this unquoted value as the number {value} "
+            "(a leading + or 0 is lost); write it in quotes",
+        )
+    return value
+
+
+def _matches(pattern: str, what: str) -> AfterValidator:
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise _error("pattern", f"{what}, got {value!r}")
+        return value
+
+    return AfterValidator(check)
+
+
+Text = Annotated[str, BeforeValidator(_require_text), Field(min_length=1, max_length=256)]
+Identifier = Annotated[
+    str,
+    BeforeValidator(_require_text),
+    _matches(r"[A-Za-z0-9._-]{1,64}", "must be 1-64 letters, digits, '.', '_' or '-'"),
+]
+Extension = Annotated[
+    str, BeforeValidator(_require_text), _matches(r"[0-9]{1,32}", "must be digits only (1-32)")
+]
+Number = Annotated[
+    str,
+    BeforeValidator(_require_text),
+    _matches(r"\+?[0-9]{1,32}", "must be digits, optionally with a leading '+'"),
+]
+SkillLevel = Annotated[int, Field(ge=1, le=10)]
+FeatureCode = Annotated[
+    str,
+    BeforeValidator(_require_text),
+    _matches(r"[*#][0-9*#]{1,8}", "must start with '*' or '#' followed by 1-8 of 0-9 * #"),
+]
+Seconds = Annotated[float, Field(gt=0)]
+TargetName = Annotated[
+    str,
+    BeforeValidator(_require_text),
+    _matches(r"\+?[0-9]{1,32}|[A-Za-z0-9._-]{1,64}", "must be an extension, a queue number or a queue name"),
+]
+TeamName = Annotated[
+    str,
+    BeforeValidator(_require_text),
+    _matches(r"\*|[A-Za-z0-9._-]{1,64}", "must be a team name or '*' for all teams"),
+]
+
+
+def _hex_of_length(length: int, name: str) -> AfterValidator:
+    def check(value: str) -> str:
+        value = value.strip().lower()
+        if len(value) != length or not re.fullmatch(r"[0-9a-f]+", value):
+            raise _error("ha1_format", f"{name} must be {length} hex digits")
+        return value
+
+    return AfterValidator(check)
+
+
+Ha1Md5 = Annotated[str, BeforeValidator(_require_text), _hex_of_length(32, "an MD5 HA1")]
+Ha1Sha256 = Annotated[str, BeforeValidator(_require_text), _hex_of_length(64, "a SHA-256 HA1")]
+Password = Annotated[SecretStr, BeforeValidator(_require_text), Field(min_length=1)]
+
+_HOSTNAME_RE: Final = re.compile(
+    r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+
+
+def normalize_host(value: str) -> str:
+    """Canonical form of a host for comparisons: lower case, IPv6 without brackets and compressed."""
+    host = value.strip().lower()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host.rstrip(".")
+
+
+def _check_host(value: str) -> str:
+    host = normalize_host(value)
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    if not _HOSTNAME_RE.fullmatch(host):
+        raise _error("host", f"{value!r} is neither an IP address nor a valid host name")
+    return host
+
+
+Host = Annotated[str, BeforeValidator(_require_text), AfterValidator(_check_host)]
+
+_ENDPOINT_RE: Final = re.compile(r"(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]/]+))(?::(?P<port>[0-9]{1,5}))?")
+
+
+def _split_host_port(text: str, *, default_port: int | None) -> tuple[str, int]:
+    match = _ENDPOINT_RE.fullmatch(text)
+    if match is None:
+        raise ValueError("expected host:port, with IPv6 addresses in brackets as in [::1]:5060")
+    host = match.group("v6") or match.group("host") or ""
+    if match.group("v6"):
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} in brackets is not an IPv6 address") from None
+    host = _check_host(host)
+    port_text = match.group("port")
+    if port_text is None:
+        if default_port is None:
+            raise ValueError("a port is required, as in 127.0.0.1:8089")
+        return host, default_port
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is outside 1-65535")
+    return host, port
+
+
+def _format_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+# --------------------------------------------------------------------------------------------------------
+# server
+
+
+class ListenSpec(_Model):
+    """One listening socket, written `transport://host:port` (`udp://0.0.0.0:5060`, `tcp://[::1]:5060`)."""
+
+    transport: Literal["udp", "tcp", "tls"] = Field(
+        description="udp, tcp or tls (SIP over TLS, RFC 3261 §26)."
+    )
+    host: Host = Field(
+        description="Address to bind: an IPv4/IPv6 address (0.0.0.0 or :: for all) or a host name."
+    )
+    port: int = Field(
+        ge=1,
+        le=65535,
+        description="Port to bind; defaults to 5060 for udp/tcp and 5061 for tls (RFC 3261 §19.1.2).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        scheme, sep, rest = value.strip().partition("://")
+        scheme = scheme.lower()
+        if not sep:
+            raise _error(
+                "listen", f"expected transport://host:port such as udp://0.0.0.0:5060, got {value!r}"
+            )
+        if scheme not in TRANSPORT_DEFAULT_PORTS:
+            raise _error("listen", f"unknown transport {scheme!r} in {value!r}; expected udp, tcp or tls")
+        try:
+            host, port = _split_host_port(rest.rstrip("/"), default_port=TRANSPORT_DEFAULT_PORTS[scheme])
+        except ValueError as exc:
+            raise _error("listen", f"{exc} in {value!r}") from None
+        return {"transport": scheme, "host": host, "port": port}
+
+    def __str__(self) -> str:
+        return f"{self.transport}://{_format_host_port(self.host, self.port)}"
+
+    @model_serializer
+    def _serialize(self) -> str:
+        return str(self)
+
+
+class HostPort(_Model):
+    """An address and port written `host:port` (`127.0.0.1:8089`, `[::1]:8089`)."""
+
+    host: Host = Field(description="IP address or host name.")
+    port: int = Field(ge=1, le=65535, description="TCP port.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            host, port = _split_host_port(value.strip(), default_port=None)
+        except ValueError as exc:
+            raise _error("host_port", f"{exc}, got {value!r}") from None
+        return {"host": host, "port": port}
+
+    def __str__(self) -> str:
+        return _format_host_port(self.host, self.port)
+
+    @model_serializer
+    def _serialize(self) -> str:
+        return str(self)
+
+
+def _parse_port_range(value: Any) -> Any:
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9]{1,5})\s*-\s*([0-9]{1,5})\s*", value)
+        if match is None:
+            raise _error("port_range", f"expected a range LOW-HIGH such as 20000-29999, got {value!r}")
+        return (int(match.group(1)), int(match.group(2)))
+    return value
+
+
+def _check_port_range(value: tuple[int, int]) -> tuple[int, int]:
+    low, high = value
+    if not (1 <= low <= 65535 and 1 <= high <= 65535):
+        raise _error("port_range", "ports must be within 1-65535")
+    if low % 2:
+        # RFC 3550 §11: RTP uses an even port and RTCP the next odd one.
+        raise _error("port_range", f"the low port {low} must be even (RFC 3550 §11)")
+    if low >= high:
+        raise _error("port_range", "the low port must be below the high port")
+    return value
+
+
+PortRange = Annotated[tuple[int, int], BeforeValidator(_parse_port_range), AfterValidator(_check_port_range)]
+
+
+class TlsSettings(_Model):
+    cert: Path = Field(
+        default=Path("var/tls/cert.pem"),
+        description="PEM certificate chain for tls:// listeners (`make run` makes a self-signed one).",
+    )
+    key: Path = Field(default=Path("var/tls/key.pem"), description="PEM private key matching `cert`.")
+    min_version: Literal["1.2", "1.3"] = Field(
+        default="1.2", description="Oldest TLS version accepted; RFC 8996 deprecates TLS 1.0 and 1.1."
+    )
+
+    @field_validator("min_version", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, float) else value
+
+
+class LimitSettings(_Model):
+    # Kamailio's BUF_SIZE and the largest UDP datagram are both 65535 bytes.
+    max_message_size: int = Field(
+        default=65535,
+        ge=1024,
+        le=1 << 20,
+        description="Largest SIP message accepted, in bytes (headers + body).",
+    )
+    # No RFC limit; real phones send 10-25 headers, so 128 only stops header floods.
+    max_headers: int = Field(
+        default=128, ge=16, le=4096, description="Most header fields accepted in one message."
+    )
+    # Same order as the common HTTP server limit (Apache's LimitRequestFieldSize is 8190 bytes).
+    max_line_length: int = Field(
+        default=8192, ge=256, le=1 << 20, description="Longest start line or header line accepted, in bytes."
+    )
+
+
+class TimerSettings(_Model):
+    # RFC 3261 §17.1.1.1 and Table 4 (Appendix A); the same values as pjsip's PJSIP_T1/T2/T4_TIMEOUT.
+    t1: Seconds = Field(
+        default=0.5, description="T1, the round-trip time estimate, in seconds (RFC 3261: 500 ms)."
+    )
+    t2: Seconds = Field(
+        default=4.0,
+        description="T2, the cap on non-INVITE retransmission intervals, in seconds (RFC 3261: 4 s).",
+    )
+    t4: Seconds = Field(
+        default=5.0, description="T4, the longest a message stays in the network, in seconds (RFC 3261: 5 s)."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimerSettings:
+        if self.t2 < self.t1:
+            raise LocatedErrors([(("t2",), f"T2 ({self.t2}) must not be shorter than T1 ({self.t1})")])
+        return self
+
+
+class RegistrarSettings(_Model):
+    # min/default/max match Asterisk res_pjsip's AOR defaults (minimum_expiration 60,
+    # default_expiration 3600, maximum_expiration 7200) and Kamailio registrar's min/default_expires.
+    min_expires: int = Field(
+        default=60,
+        ge=1,
+        description="Shortest registration accepted, in seconds; shorter asks get 423 (RFC 3261 §10.3).",
+    )
+    max_expires: int = Field(
+        default=7200, ge=1, description="Longest registration granted, in seconds; longer asks are shortened."
+    )
+    default_expires: int = Field(
+        default=3600, ge=1, description="Registration time when the phone names none, in seconds."
+    )
+    # Kamailio's registrar allows unlimited contacts by default; a cap stops one leaked password from
+    # filling the location table. Ten covers a desk phone, softphones and a mobile per agent.
+    max_contacts: int = Field(
+        default=10, ge=1, le=1000, description="Most simultaneous registrations per user."
+    )
+    # Many home NATs drop idle UDP mappings after 30-60 s; qualifying every 30 s keeps them open.
+    qualify_interval: float = Field(
+        default=30,
+        ge=0,
+        description="Seconds between OPTIONS pings to each registered phone; 0 turns them off.",
+    )
+    # Asterisk's qualify_timeout is 3 s; home Wi-Fi sometimes needs more.
+    qualify_timeout: Seconds = Field(
+        default=5.0,
+        description="Seconds to wait for an OPTIONS answer before marking the contact unreachable.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RegistrarSettings:
+        issues: list[tuple[Loc, str]] = []
+        if self.min_expires > self.max_expires:
+            issues.append(
+                (
+                    ("min_expires",),
+                    f"min_expires ({self.min_expires}) exceeds max_expires ({self.max_expires})",
+                )
+            )
+        elif not self.min_expires <= self.default_expires <= self.max_expires:
+            issues.append(
+                (
+                    ("default_expires",),
+                    f"default_expires ({self.default_expires}) must lie between min_expires "
+                    f"({self.min_expires}) and max_expires ({self.max_expires})",
+                )
+            )
+        if self.qualify_interval and self.qualify_timeout >= self.qualify_interval:
+            issues.append((("qualify_timeout",), "qualify_timeout must be shorter than qualify_interval"))
+        if issues:
+            raise LocatedErrors(issues)
+        return self
+
+
+class SecuritySettings(_Model):
+    # Kamailio's and OpenSIPS's auth modules default nonce_expire to 300 s.
+    nonce_ttl: Seconds = Field(default=300, description="Seconds a digest nonce stays valid (RFC 7616 §3.3).")
+    # Failure counting in the spirit of fail2ban (maxretry/findtime/bantime), applied in the switch itself.
+    auth_failures: int = Field(
+        default=10, ge=1, description="Failed authentications from one source address that trigger a ban."
+    )
+    auth_window: Seconds = Field(
+        default=60, description="Window in seconds in which auth_failures are counted."
+    )
+    ban_time: float = Field(
+        default=600, ge=0, description="Seconds a banned source is ignored; 0 turns banning off."
+    )
+
+
+class ServerSettings(_Model):
+    listen: tuple[ListenSpec, ...] = Field(
+        default=(
+            ListenSpec(transport="udp", host="0.0.0.0", port=5060),
+            ListenSpec(transport="tcp", host="0.0.0.0", port=5060),
+            ListenSpec(transport="tls", host="0.0.0.0", port=5061),
+        ),
+        min_length=1,
+        description="Sockets to listen on, each transport://host:port (udp, tcp, tls).",
+    )
+    domain: Host = Field(description="Our SIP domain and the digest realm; users are sip:ID@domain.")
+    aliases: tuple[Host, ...] = Field(
+        default=(),
+        description="Other host names and IP addresses we answer for; other domains are refused.",
+    )
+    public_address: Host | None = Field(
+        default=None, description="Address to advertise in Via/Contact/SDP when the host sits behind 1:1 NAT."
+    )
+    rtp_ports: PortRange = Field(
+        default=(20000, 29999),
+        description="UDP port range for media, LOW-HIGH; LOW must be even (RTP/RTCP pairs).",
+    )
+    database: str = Field(
+        default="sqlite:///var/softswitch.db",
+        description="SQLAlchemy database URL: sqlite:///relative/path.db, sqlite:////absolute.db or postgresql://...",
+    )
+    recordings_dir: Path = Field(
+        default=Path("var/recordings"), description="Directory call recordings are written to."
+    )
+    control: HostPort = Field(
+        default=HostPort(host="127.0.0.1", port=8089),
+        description="host:port of the control API the CLI talks to; keep it on loopback.",
+    )
+    control_token_file: Path = Field(
+        default=Path("var/control.token"),
+        description="File holding the control API token (created if missing).",
+    )
+    tls: TlsSettings = Field(
+        default_factory=TlsSettings, description="Certificate and key for tls:// listeners."
+    )
+    limits: LimitSettings = Field(
+        default_factory=LimitSettings, description="Message size limits (bytes / counts)."
+    )
+    timers: TimerSettings = Field(
+        default_factory=TimerSettings, description="SIP timers T1, T2, T4 in seconds."
+    )
+    registrar: RegistrarSettings = Field(
+        default_factory=RegistrarSettings, description="Registration times, contact limits and qualify pings."
+    )
+    security: SecuritySettings = Field(
+        default_factory=SecuritySettings,
+        description="Nonce lifetime and banning of sources that fail to authenticate.",
+    )
+    # Kamailio's tcp_connection_lifetime defaults to 120 s; RFC 5626 §4.4.1 phones send keep-alives every
+    # 95-120 s, so 600 s tolerates several lost ones before a registered agent's flow is dropped.
+    tcp_idle_timeout: Seconds = Field(
+        default=600, description="Seconds an idle TCP/TLS connection is kept open."
+    )
+    # Asterisk's rtp_timeout is off by default; 30 s catches vanished phones without cutting long silences
+    # (phones send comfort noise or keep sending silence frames).
+    rtp_timeout: Seconds = Field(
+        default=30, description="Seconds without RTP after which an answered call is hung up."
+    )
+    ring_timeout: Seconds = Field(
+        default=30,
+        description="Seconds a direct call to an extension rings before giving up (queues have their own).",
+    )
+    shutdown_grace: float = Field(
+        default=5, ge=0, description="Seconds to let calls finish after SIGTERM before hanging them up."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Logging level."
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("database")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*://.*", value):
+            raise _error(
+                "database_url", f"expected a database URL such as sqlite:///var/softswitch.db, got {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _unique_listeners(self) -> ServerSettings:
+        seen: dict[tuple[str, str, int], int] = {}
+        issues: list[tuple[Loc, str]] = []
+        for i, spec in enumerate(self.listen):
+            key = (spec.transport, spec.host, spec.port)
+            if key in seen:
+                issues.append((("listen", i), f"{spec} is already listed as listen[{seen[key]}]"))
+            seen.setdefault(key, i)
+        if issues:
+            raise LocatedErrors(issues)
+        return self
+
+
+# --------------------------------------------------------------------------------------------------------
+# agents and supervisors
+
+
+class _UserSettings(_Model):
+    id: Identifier = Field(description="SIP username; the address of record is sip:ID@domain.")
+    name: Text | None = Field(default=None, description="Display name; defaults to the id.")
+    password: Password | None = Field(
+        default=None, description="SIP digest password (or give ha1_md5 / ha1_sha256)."
+    )
+    ha1_md5: Ha1Md5 | None = Field(
+        default=None,
+        repr=False,
+        description="MD5(id:domain:password) in hex, instead of a plaintext password.",
+    )
+    ha1_sha256: Ha1Sha256 | None = Field(
+        default=None,
+        repr=False,
+        description="SHA-256(id:domain:password) in hex (RFC 8760), instead of a password.",
+    )
+    extension: Extension | None = Field(
+        default=None, description="Internal number that rings this person's phones directly; omit for none."
+    )
+
+    @model_validator(mode="after")
+    def _has_credentials(self) -> _UserSettings:
+        if self.password is None and self.ha1_md5 is None and self.ha1_sha256 is None:
+            raise ValueError("give a password, ha1_md5 or ha1_sha256 (at least one is required)")
+        return self
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise _error(
+            "timezone", f"unknown time zone {value!r}; use an IANA name such as Europe/Riga or UTC"
+        ) from None
+    return value
+
+
+TimeZoneName = Annotated[str, BeforeValidator(_require_text), AfterValidator(_check_timezone)]
+SkillName = Annotated[
+    str,
+    BeforeValidator(_require_text),
+    _matches(r"[A-Za-z0-9._-]{1,64}", "skill names are 1-64 letters, digits, '.', '_' or '-'"),
+]
+
+
+class AgentSettings(_UserSettings):
+    timezone: TimeZoneName = Field(
+        default="UTC",
+        description="IANA time zone used for this agent's statistics and reports (e.g. Europe/Riga).",
+    )
+    skills: dict[SkillName, SkillLevel] = Field(
+        default_factory=dict, description="Skills with proficiency 1 (basic) .. 10 (expert)."
+    )
+    team: Identifier | None = Field(default=None, description="Team name; supervisors watch teams.")
+    max_missed: int | None = Field(
+        default=None,
+        ge=0,
+        description="Unanswered offers in a row before auto-pause; overrides the queue's value; 0 = never.",
+    )
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+class SupervisorSettings(_UserSettings):
+    teams: tuple[TeamName, ...] = Field(
+        default=(),
+        description="Teams this supervisor may monitor, whisper to and barge into; '*' means all teams.",
+    )
+
+    def supervises(self, team: str | None) -> bool:
+        return ALL_TEAMS in self.teams or (team is not None and team in self.teams)
+
+
+# --------------------------------------------------------------------------------------------------------
+# queues
+
+
+class OverflowSettings(_Model):
+    after: Seconds = Field(description="Seconds a caller waits in this queue before moving to `to`.")
+    to: Identifier = Field(description="Name of the queue callers overflow to.")
+
+
+class RelaxStep(_Model):
+    after: Seconds = Field(description="Seconds of waiting after which these lower skill minimums apply.")
+    skills: dict[SkillName, Annotated[int, Field(ge=0, le=10)]] = Field(
+        description="New minimum levels for some of the queue's skills; 0 drops the requirement."
+    )
+
+
+class AnnounceSettings(_Model):
+    every: Seconds | None = Field(
+        default=None, description="Seconds between announcements to waiting callers."
+    )
+    position: bool = Field(default=False, description="Tell callers their position in the queue.")
+    prompt: Path | None = Field(default=None, description="WAV file played at each announcement.")
+
+    @model_validator(mode="after")
+    def _says_something(self) -> AnnounceSettings:
+        if self.every is not None and not self.position and self.prompt is None:
+            raise LocatedErrors([(("every",), "announcements need position: true or a prompt")])
+        return self
+
+
+class RecordSettings(_Model):
+    mode: Literal["all", "none", "sample"] = Field(
+        default="none", description="Record all calls, none, or a sample."
+    )
+    percent: float | None = Field(
+        default=None, gt=0, le=100, description="With mode sample: share of calls recorded, in percent."
+    )
+
+    @model_validator(mode="after")
+    def _percent_with_sample(self) -> RecordSettings:
+        if self.mode == "sample" and self.percent is None:
+            raise LocatedErrors([(("percent",), "mode sample needs percent (1-100)")])
+        if self.mode != "sample" and self.percent is not None:
+            raise LocatedErrors([(("percent",), f"percent only applies to mode sample, not {self.mode}")])
+        return self
+
+
+DtmfKey = Annotated[
+    str, BeforeValidator(_require_text), _matches(r"[0-9*#A-Da-d]", "must be one DTMF key: 0-9, *, # or A-D")
+]
+
+
+class QueueSettings(_Model):
+    name: Identifier = Field(description="Queue name used in reports, the CLI and overflow targets.")
+    numbers: tuple[Number, ...] = Field(
+        default=(), description="Numbers (DIDs or internal) that reach this queue."
+    )
+    skills: dict[SkillName, SkillLevel] = Field(
+        default_factory=dict, description="Required skills with the minimum proficiency 1..10 an agent needs."
+    )
+    strategy: Literal["longest_idle", "least_calls", "round_robin", "ring_all", "best_skill", "random"] = (
+        Field(
+            default="longest_idle",
+            description="How to choose among eligible agents: " + ", ".join(STRATEGIES) + ".",
+        )
+    )
+    priority: int = Field(default=0, description="Calls from higher-priority queues are offered first.")
+    vip_numbers: tuple[Number, ...] = Field(
+        default=(), description="Caller numbers that get vip_priority instead of priority."
+    )
+    vip_priority: int | None = Field(
+        default=None, description="Priority of VIP callers; default priority + 10."
+    )
+    # Asterisk's app_queue rings a member for 15 s by default; we allow a little longer for softphones.
+    ring_timeout: Seconds = Field(
+        default=20, description="Seconds an offer rings an agent before trying the next."
+    )
+    # Asterisk's wrapuptime defaults to 0; contact centres usually give a few seconds for notes.
+    wrap_up: float = Field(default=10, ge=0, description="Seconds an agent is left alone after a call.")
+    max_wait: Seconds = Field(
+        default=600, description="Longest wait in seconds; then overflow, exit_to or hang up."
+    )
+    max_callers: int | None = Field(
+        default=None, ge=1, description="Most callers waiting; more are sent to exit_to or refused."
+    )
+    overflow: OverflowSettings | None = Field(
+        default=None, description="Move callers to another queue after a wait."
+    )
+    relax: tuple[RelaxStep, ...] = Field(
+        default=(), description="Lower skill minimums as callers wait, by ascending after."
+    )
+    moh: Path | None = Field(default=None, description="Music on hold WAV file; none plays ringback silence.")
+    announce: AnnounceSettings | None = Field(
+        default=None, description="Periodic announcements to waiting callers."
+    )
+    # The 80/20 convention: 80 % of calls answered within 20 s.
+    service_level: Seconds = Field(
+        default=20, description="Seconds; the service level is the share of calls answered within this time."
+    )
+    record: RecordSettings = Field(default_factory=RecordSettings, description="Call recording policy.")
+    # Asterisk's joinempty defaults to yes and leavewhenempty to no.
+    join_empty: bool = Field(default=True, description="Let callers join when no agent is logged in.")
+    leave_when_empty: bool = Field(
+        default=False, description="Send callers out when the last agent logs out."
+    )
+    exit_key: DtmfKey | None = Field(
+        default=None, description="DTMF key a waiting caller presses to leave the queue."
+    )
+    exit_to: TargetName | None = Field(
+        default=None,
+        description="Where exit_key, max_wait and a full queue send callers: an extension or a queue.",
+    )
+    # Asterisk's autopause pauses after one miss; three tolerates a dropped Wi-Fi packet or a short absence.
+    max_missed: int = Field(
+        default=3,
+        ge=0,
+        description="Consecutive unanswered offers before an agent is auto-paused; 0 = never.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> QueueSettings:
+        issues: list[tuple[Loc, str]] = []
+        seen: dict[str, int] = {}
+        for i, number in enumerate(self.numbers):
+            if number in seen:
+                issues.append((("numbers", i), f"{number!r} is already numbers[{seen[number]}]"))
+            seen.setdefault(number, i)
+        previous = 0.0
+        for i, step in enumerate(self.relax):
+            if step.after <= previous:
+                issues.append(
+                    (
+                        ("relax", i, "after"),
+                        f"relax steps must have ascending after ({step.after} <= {previous})",
+                    )
+                )
+            previous = max(previous, step.after)
+            for skill, level in step.skills.items():
+                if skill not in self.skills:
+                    known = ", ".join(self.skills) or "none"
+                    issues.append(
+                        (("relax", i, "skills", skill), f"queue does not require {skill!r} (skills: {known})")
+                    )
+                elif level > self.skills[skill]:
+                    issues.append(
+                        (
+                            ("relax", i, "skills", skill),
+                            f"relaxing can only lower {skill!r} below {self.skills[skill]}",
+                        )
+                    )
+        if self.vip_priority is not None and self.vip_priority <= self.priority:
+            issues.append((("vip_priority",), f"vip_priority must exceed priority ({self.priority})"))
+        if self.exit_key is not None and self.exit_to is None:
+            issues.append((("exit_key",), "exit_key needs exit_to, the place callers go when they press it"))
+        if self.overflow is not None and self.overflow.to == self.name:
+            issues.append((("overflow", "to"), "a queue cannot overflow to itself"))
+        if issues:
+            raise LocatedErrors(issues)
+        return self
+
+    def priority_for(self, caller_number: str | None) -> int:
+        """The priority of a call from `caller_number` (VIP callers get vip_priority)."""
+        if caller_number is not None and caller_number in self.vip_numbers:
+            return self.vip_priority if self.vip_priority is not None else self.priority + 10
+        return self.priority
+
+    def skills_at(self, waited: float) -> dict[str, int]:
+        """Skill minimums after `waited` seconds, applying every relax step due; level 0 drops a skill."""
+        current = dict(self.skills)
+        for step in self.relax:
+            if waited < step.after:
+                break
+            current.update(step.skills)
+        return {skill: level for skill, level in current.items() if level > 0}
+
+
+# --------------------------------------------------------------------------------------------------------
+# trunks and features
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _to_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+def _parse_network(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return ipaddress.ip_network(value.strip(), strict=True)
+    except ValueError:
+        pass
+    try:
+        loose = ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise _error("cidr", f"{value!r} is not an IP address or network such as 198.51.100.0/24") from None
+    raise _error("cidr", f"{value!r} has host bits set; did you mean {loose}?")
+
+
+Network = Annotated[IPNetwork, BeforeValidator(_parse_network)]
+
+
+def _not_empty(value: tuple[IPNetwork, ...]) -> tuple[IPNetwork, ...]:
+    if not value:
+        raise _error("empty", "give at least one source address or network")
+    return value
+
+
+class TrunkMatch(_Model):
+    source: Annotated[tuple[Network, ...], BeforeValidator(_to_list), AfterValidator(_not_empty)] = Field(
+        description="Source address or CIDR network (or a list) the carrier sends from."
+    )
+
+
+class TrunkSettings(_Model):
+    name: Identifier = Field(description="Trunk name used in logs and call records.")
+    match: TrunkMatch = Field(
+        description="How requests from this trunk are recognised (no digest auth for trunks)."
+    )
+    dids: dict[Number, Number] = Field(
+        default_factory=dict,
+        description="Dialled number (as the carrier sends it) -> extension or queue number.",
+    )
+    codecs: tuple[Literal["PCMU", "PCMA"], ...] | None = Field(
+        default=None,
+        description="Codecs offered to and accepted from this trunk, in order; default PCMU, PCMA.",
+    )
+
+    @field_validator("codecs", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return [v.upper() if isinstance(v, str) else v for v in value]
+        return value
+
+    def matches(self, address: str) -> bool:
+        """Whether a request from `address` comes from this trunk."""
+        ip = ipaddress.ip_address(normalize_host(address))
+        return any(ip in network for network in self.match.source)
+
+
+class FeatureCodes(_Model):
+    login: FeatureCode = Field(default="*11", description="Dial to log in to your queues.")
+    logout: FeatureCode = Field(default="*12", description="Dial to log out of your queues.")
+    pause: FeatureCode = Field(
+        default="*13", description="Dial to pause; digits after it give a reason code (*133)."
+    )
+    resume: FeatureCode = Field(default="*14", description="Dial to resume after a pause.")
+    end_wrap_up: FeatureCode = Field(
+        default="*15", description="Dial to end wrap-up early and become available."
+    )
+
+    @model_validator(mode="after")
+    def _prefix_free(self) -> FeatureCodes:
+        codes = self.codes()
+        issues: list[tuple[Loc, str]] = []
+        for name, code in codes.items():
+            for other, other_code in codes.items():
+                if name != other and code.startswith(other_code) and (code != other_code or name > other):
+                    issues.append(((name,), f"{code!r} collides with {other} ({other_code!r})"))
+        if issues:
+            raise LocatedErrors(issues)
+        return self
+
+    def codes(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name in type(self).model_fields}
+
+    def match(self, dialled: str) -> tuple[str, str] | None:
+        """(feature, argument) for a dialled string: `*13` + `2` → ("pause", "2"); None if no feature."""
+        for name, code in self.codes().items():
+            if dialled == code:
+                return name, ""
+            if name == "pause" and dialled.startswith(code) and dialled[len(code) :].isdigit():
+                return name, dialled[len(code) :]
+        return None
+
+
+# --------------------------------------------------------------------------------------------------------
+# the whole file
+
+Target = AgentSettings | SupervisorSettings | QueueSettings
+
+
+class Settings(_Model):
+    """The whole configuration file. Build it with `softswitch.config.load_settings`."""
+
+    server: ServerSettings = Field(description="Listening sockets, domain, storage and protocol limits.")
+    agents: tuple[AgentSettings, ...] = Field(
+        default=(), description="Agents: people who answer queue calls."
+    )
+    supervisors: tuple[SupervisorSettings, ...] = Field(
+        default=(), description="Supervisors: may monitor, whisper and barge into their teams' calls."
+    )
+    queues: tuple[QueueSettings, ...] = Field(default=(), description="Call queues with skills and strategy.")
+    trunks: tuple[TrunkSettings, ...] = Field(
+        default=(), description="Carriers allowed to send calls by source address."
+    )
+    features: FeatureCodes = Field(
+        default_factory=FeatureCodes, description="Feature codes agents dial from their phones."
+    )
+
+    _users: dict[str, AgentSettings | SupervisorSettings] = PrivateAttr(default_factory=dict)
+    _queues: dict[str, QueueSettings] = PrivateAttr(default_factory=dict)
+    _numbers: dict[str, Target] = PrivateAttr(default_factory=dict)
+    _credentials: dict[str, tuple[str | None, str | None]] = PrivateAttr(default_factory=dict)
+    _domains: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> Settings:
+        issues: list[tuple[Loc, str]] = []
+        users: dict[str, Loc] = {}
+        numbers: dict[str, Loc] = {}
+        realm = self.server.domain
+
+        def claim_number(number: str, loc: Loc, target: Target) -> None:
+            if number in numbers:
+                issues.append((loc, f"number {number!r} is already used by {format_loc(numbers[number])}"))
+            else:
+                numbers[number] = loc
+                self._numbers[number] = target
+
+        people: list[tuple[str, int, AgentSettings | SupervisorSettings]] = [
+            ("agents", i, a) for i, a in enumerate(self.agents)
+        ] + [("supervisors", i, s) for i, s in enumerate(self.supervisors)]
+        for section, i, person in people:
+            if person.id in users:
+                issues.append(
+                    (
+                        (section, i, "id"),
+                        f"id {person.id!r} is already used by {format_loc(users[person.id])}",
+                    )
+                )
+            else:
+                users[person.id] = (section, i, "id")
+                self._users[person.id] = person
+            if person.extension is not None:
+                claim_number(person.extension, (section, i, "extension"), person)
+            issues.extend(((section, i, *loc), msg) for loc, msg in _credential_issues(person, realm))
+            self._credentials.setdefault(person.id, _ha1_pair(person, realm))
+
+        for i, queue in enumerate(self.queues):
+            if queue.name in self._queues:
+                first = next(j for j, q in enumerate(self.queues) if q.name == queue.name)
+                issues.append(
+                    (("queues", i, "name"), f"queue name {queue.name!r} is already used by queues[{first}]")
+                )
+            else:
+                self._queues[queue.name] = queue
+            for j, number in enumerate(queue.numbers):
+                claim_number(number, ("queues", i, "numbers", j), queue)
+
+        for i, queue in enumerate(self.queues):
+            if (
+                queue.overflow is not None
+                and queue.overflow.to != queue.name
+                and queue.overflow.to not in self._queues
+            ):
+                issues.append(
+                    (("queues", i, "overflow", "to"), _unknown("queue", queue.overflow.to, self._queues))
+                )
+            if queue.exit_to is not None and self.resolve_target(queue.exit_to) is None:
+                issues.append(
+                    (("queues", i, "exit_to"), f"{queue.exit_to!r} is neither an extension nor a queue")
+                )
+        issues.extend(self._overflow_cycles())
+
+        teams = {a.team for a in self.agents if a.team is not None}
+        for i, supervisor in enumerate(self.supervisors):
+            for j, team in enumerate(supervisor.teams):
+                if team != ALL_TEAMS and team not in teams:
+                    issues.append(
+                        (("supervisors", i, "teams", j), _unknown("team", team, teams, what="no agent is in"))
+                    )
+
+        trunk_names: set[str] = set()
+        for i, trunk in enumerate(self.trunks):
+            if trunk.name in trunk_names:
+                issues.append((("trunks", i, "name"), f"trunk name {trunk.name!r} is used twice"))
+            trunk_names.add(trunk.name)
+            for did, target in trunk.dids.items():
+                if target not in self._numbers:
+                    issues.append(
+                        (("trunks", i, "dids", did), f"target {target!r} is not an extension or queue number")
+                    )
+
+        self._domains = frozenset({self.server.domain, *self.server.aliases})
+        if issues:
+            raise LocatedErrors(issues)
+        return self
+
+    def _overflow_cycles(self) -> list[tuple[Loc, str]]:
+        issues: list[tuple[Loc, str]] = []
+        reported: set[str] = set()
+        for start in self.queues:
+            path = [start.name]
+            current = start
+            while current.overflow is not None and current.overflow.to in self._queues:
+                nxt = current.overflow.to
+                if nxt == current.name:
+                    break
+                if nxt in path:
+                    cycle = path[path.index(nxt) :]
+                    if not reported & set(cycle):
+                        index = next(i for i, q in enumerate(self.queues) if q.name == cycle[-1])
+                        issues.append(
+                            (
+                                ("queues", index, "overflow", "to"),
+                                "overflow loop: " + " -> ".join([*cycle, nxt]),
+                            )
+                        )
+                        reported.update(cycle)
+                    break
+                path.append(nxt)
+                current = self._queues[nxt]
+        return issues
+
+    # ---- lookups used by the rest of the switch
+
+    def agent_by_id(self, user_id: str) -> AgentSettings | None:
+        user = self._users.get(user_id)
+        return user if isinstance(user, AgentSettings) else None
+
+    def supervisor_by_id(self, user_id: str) -> SupervisorSettings | None:
+        user = self._users.get(user_id)
+        return user if isinstance(user, SupervisorSettings) else None
+
+    def user_by_id(self, user_id: str) -> AgentSettings | SupervisorSettings | None:
+        """The agent or supervisor with this SIP username."""
+        return self._users.get(user_id)
+
+    def queue_by_name(self, name: str) -> QueueSettings | None:
+        return self._queues.get(name)
+
+    def resolve_number(self, number: str) -> Target | None:
+        """The agent, supervisor or queue a dialled extension / queue number reaches, or None."""
+        return self._numbers.get(number)
+
+    def resolve_target(self, target: str) -> Target | None:
+        """Like resolve_number, but also accepts a queue name (as `exit_to` may)."""
+        return self._numbers.get(target) or self._queues.get(target)
+
+    def numbers(self) -> Mapping[str, Target]:
+        """Every dialable number and what it reaches."""
+        return dict(self._numbers)
+
+    def credentials_for(self, user_id: str) -> tuple[str | None, str | None]:
+        """(HA1 for MD5, HA1 for SHA-256) of a user, hex; (None, None) for an unknown user.
+
+        From a plaintext password both are computed with realm = server.domain; from configured HA1 values
+        only those given are known.
+        """
+        return self._credentials.get(user_id, (None, None))
+
+    def serves_domain(self, host: str) -> bool:
+        """Whether a request-URI / To host is ours (the domain or an alias), case- and bracket-insensitive."""
+        return normalize_host(host) in self._domains
+
+    def trunk_for(self, address: str) -> TrunkSettings | None:
+        """The trunk whose source networks contain `address`; the most specific network wins."""
+        try:
+            ip = ipaddress.ip_address(normalize_host(address))
+        except ValueError:
+            return None
+        best: tuple[int, TrunkSettings] | None = None
+        for trunk in self.trunks:
+            for network in trunk.match.source:
+                if (
+                    ip.version == network.version
+                    and ip in network
+                    and (best is None or network.prefixlen > best[0])
+                ):
+                    best = (network.prefixlen, trunk)
+        return best[1] if best else None
+
+    def team_members(self, team: str) -> list[AgentSettings]:
+        return [a for a in self.agents if a.team == team]
+
+    def warnings(self) -> list[str]:
+        """Things that are allowed but probably wrong, as 'key: message' lines for `config check`."""
+        out: list[str] = []
+        for i, person in _enumerate_people(self):
+            if person.password is not None and len(person.password.get_secret_value()) < 8:
+                out.append(f"{format_loc((*i, 'password'))}: shorter than 8 characters; easy to guess online")
+        targets = {q.overflow.to for q in self.queues if q.overflow} | {
+            q.exit_to for q in self.queues if q.exit_to
+        }
+        targets |= {t for trunk in self.trunks for t in trunk.dids.values()}
+        for i, queue in enumerate(self.queues):
+            final = queue.skills_at(float("inf"))
+            for skill, level in final.items():
+                if not any(a.skills.get(skill, 0) >= level for a in self.agents):
+                    out.append(f"queues[{i}].skills.{skill}: no agent has {skill} at level {level} or above")
+            if not queue.numbers and queue.name not in targets:
+                out.append(f"queues[{i}]: no number, DID, overflow or exit_to reaches this queue")
+        return out
+
+
+def _enumerate_people(settings: Settings) -> Iterator[tuple[Loc, AgentSettings | SupervisorSettings]]:
+    for i, agent in enumerate(settings.agents):
+        yield ("agents", i), agent
+    for i, supervisor in enumerate(settings.supervisors):
+        yield ("supervisors", i), supervisor
+
+
+def _unknown(
+    kind: str, name: str, known: Mapping[str, object] | set[str], *, what: str = "there is no"
+) -> str:
+    names = ", ".join(sorted(known)) or "none"
+    return f"{what} {kind} {name!r} (known: {names})"
+
+
+def _credential_issues(person: AgentSettings | SupervisorSettings, realm: str) -> list[tuple[Loc, str]]:
+    if person.password is None:
+        return []
+    password = person.password.get_secret_value()
+    issues: list[tuple[Loc, str]] = []
+    if person.ha1_md5 is not None and person.ha1_md5 != digest_ha1("md5", person.id, realm, password):
+        issues.append((("ha1_md5",), f"does not match the password for realm {realm!r}"))
+    if person.ha1_sha256 is not None and person.ha1_sha256 != digest_ha1(
+        "sha256", person.id, realm, password
+    ):
+        issues.append((("ha1_sha256",), f"does not match the password for realm {realm!r}"))
+    return issues
+
+
+def _ha1_pair(person: AgentSettings | SupervisorSettings, realm: str) -> tuple[str | None, str | None]:
+    if person.password is not None:
+        password = person.password.get_secret_value()
+        return digest_ha1("md5", person.id, realm, password), digest_ha1("sha256", person.id, realm, password)
+    return person.ha1_md5, person.ha1_sha256
