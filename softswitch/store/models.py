@@ -1,0 +1,62 @@
+"""SQLAlchemy 2 models: the durable tables.
+
+Each table has a migration in `migrations/versions/`; a new table means a new model here and a new
+revision there (`alembic revision` with `script_location = softswitch/store/migrations`, or written by
+hand like the first one). Times are floats in UNIX epoch seconds throughout; ids are integers.
+The store takes plain records (`records.py`) and never imports the cores.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Float, Index, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "Binding", "Meta"]
+
+# Stable constraint names, so later migrations can refer to (and SQLite batch mode can rebuild) them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Meta(Base):
+    """Small key/value facts about this database (for example when it was created)."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Binding(Base):
+    """A registered contact: the durable copy of the location service (RFC 3261 §10.3)."""
+
+    __tablename__ = "bindings"
+    __table_args__ = (Index("ix_bindings_aor", "aor"), Index("ix_bindings_expires_at", "expires_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    aor: Mapped[str] = mapped_column(String(255))
+    contact: Mapped[str] = mapped_column(Text)
+    instance_id: Mapped[str | None] = mapped_column(Text)
+    reg_id: Mapped[int | None] = mapped_column(Integer)
+    q: Mapped[float] = mapped_column(Float, default=1.0)
+    expires_at: Mapped[float] = mapped_column(Float)
+    call_id: Mapped[str] = mapped_column(Text)
+    cseq: Mapped[int] = mapped_column(Integer)
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    transport: Mapped[str] = mapped_column(String(8))
+    source_host: Mapped[str] = mapped_column(String(255))
+    source_port: Mapped[int] = mapped_column(Integer)
+    local_host: Mapped[str] = mapped_column(String(255))
+    local_port: Mapped[int] = mapped_column(Integer)
+    path: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
