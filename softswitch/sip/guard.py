@@ -51,6 +51,8 @@ from collections.abc import Iterable
 
 __all__ = ["Guard", "Verdict"]
 
+_KEY_CACHE_SIZE = 4096
+
 
 class Verdict(enum.Enum):
     """What the edge does with a request from a source."""
@@ -105,6 +107,8 @@ class Guard:
         # (deadline, key) with lazy deletion; _scheduled holds the one live deadline per key.
         self._heap: list[tuple[float, str]] = []
         self._scheduled: dict[str, float] = {}
+        # address string -> (source key, exempt); parsing an IPv6 network costs ~10 µs per request.
+        self._keys: dict[str, tuple[str, bool]] = {}
 
     # -- public API --
 
@@ -195,6 +199,14 @@ class Guard:
     # -- internals --
 
     def _classify(self, ip: str) -> tuple[str, bool]:
+        cached = self._keys.get(ip)
+        if cached is None:
+            if len(self._keys) >= _KEY_CACHE_SIZE:
+                self._keys.clear()  # crude but bounded; parsing again is only a few µs
+            cached = self._keys[ip] = self._classify_uncached(ip)
+        return cached
+
+    def _classify_uncached(self, ip: str) -> tuple[str, bool]:
         try:
             address = ipaddress.ip_address(ip)
         except ValueError:

@@ -296,3 +296,10 @@ def test_guard_matches_the_obvious_model(ops: list[tuple[str, int, float]]) -> N
             assert guard.next_deadline() == model.next_deadline(now)
             assert {k for k, _ in guard.bans(now=now)} == {guard.key(i) for i in model.bans}
         assert key == guard.key(ip)
+
+
+def test_address_cache_is_bounded() -> None:
+    guard = Guard()
+    for i in range(10_000):
+        assert guard.check(f"10.{i // 256 % 256}.{i % 256}.1", now=0.0) is Verdict.ALLOW
+    assert len(guard._keys) <= 4096
