@@ -402,9 +402,9 @@ class DigestAuthenticator:
         self._dummy_ha1 = {
             _base(name): hashlib.new(_HASHES[_base(name)], rng(32)).hexdigest() for name in canonical
         }
-        # nonce -> (highest nc accepted, expires_at); heap of (expires_at, nonce) to expire them in order.
-        self._nc: dict[str, tuple[int, float]] = {}
-        self._nc_heap: list[tuple[float, str]] = []
+        # nonce -> highest nc accepted; heap of (expires_at, minted_at, nonce) to expire them in order.
+        self._nc: dict[str, int] = {}
+        self._nc_heap: list[tuple[float, float, str]] = []
         # Untracked nonces minted at or before this time are answered STALE (see module docstring).
         self._evicted_minted_at: float | None = None
 
@@ -515,37 +515,35 @@ class DigestAuthenticator:
         if now >= expires_at:
             return result(AuthOutcome.STALE)
         self._purge(now)
-        entry = self._nc.get(credentials.nonce)
-        if entry is None:
+        highest = self._nc.get(credentials.nonce)
+        if highest is None:
             if self._evicted_minted_at is not None and minted_at <= self._evicted_minted_at:
                 return result(AuthOutcome.STALE)
             if qop is None:
                 # RFC 2069 style: no nc to track; accepted only with require_qop=False (see docstring).
                 return result(AuthOutcome.OK)
-            self._remember(credentials.nonce, nc_value, expires_at)
+            self._remember(credentials.nonce, nc_value, minted_at, expires_at)
             return result(AuthOutcome.OK)
-        highest, _ = entry
         if qop is None or nc_value <= highest:
             return result(AuthOutcome.REPLAY)
-        self._nc[credentials.nonce] = (nc_value, expires_at)
+        self._nc[credentials.nonce] = nc_value
         return result(AuthOutcome.OK)
 
     # -- nonce-count table --
 
-    def _remember(self, nonce: str, nc_value: int, expires_at: float) -> None:
+    def _remember(self, nonce: str, nc_value: int, minted_at: float, expires_at: float) -> None:
         while len(self._nc) >= self.max_nonce_count_window:
-            evicted_expires_at, evicted = heapq.heappop(self._nc_heap)
+            _, evicted_minted_at, evicted = heapq.heappop(self._nc_heap)
             if self._nc.pop(evicted, None) is not None:
-                minted_at = evicted_expires_at - self.nonce_ttl
-                if self._evicted_minted_at is None or minted_at > self._evicted_minted_at:
-                    self._evicted_minted_at = minted_at
-        self._nc[nonce] = (nc_value, expires_at)
-        heapq.heappush(self._nc_heap, (expires_at, nonce))
+                if self._evicted_minted_at is None or evicted_minted_at > self._evicted_minted_at:
+                    self._evicted_minted_at = evicted_minted_at
+        self._nc[nonce] = nc_value
+        heapq.heappush(self._nc_heap, (expires_at, minted_at, nonce))
 
     def _purge(self, now: float) -> None:
         heap = self._nc_heap
         while heap and heap[0][0] <= now:
-            _, nonce = heapq.heappop(heap)
+            _, _, nonce = heapq.heappop(heap)
             self._nc.pop(nonce, None)
         if self._evicted_minted_at is not None and self._evicted_minted_at + self.nonce_ttl <= now:
             self._evicted_minted_at = None  # everything it covered has expired anyway

@@ -652,7 +652,7 @@ def test_verify_purges_expired_entries_lazily(authenticator: DigestAuthenticator
 
 def test_table_cap_evicts_oldest_and_never_reopens_a_replay() -> None:
     a = DigestAuthenticator(REALM, SECRET, max_nonce_count_window=2, rng=counting_rng())
-    n0, n1, n2, n3 = (a.mint_nonce(now=t) for t in (0.5, 1.0, 2.0, 3.0))
+    n0, n1, n2, n_late, n3 = (a.mint_nonce(now=t) for t in (0.5, 1.0, 2.0, 2.5, 3.0))
     assert verify(a, authorization(n1), now=5.0).ok
     assert verify(a, authorization(n2), now=5.0).ok
     assert verify(a, authorization(n3), now=5.0).ok  # evicts n1
@@ -662,7 +662,9 @@ def test_table_cap_evicts_oldest_and_never_reopens_a_replay() -> None:
     # An untracked nonce minted before the evicted one is STALE too; still-tracked ones keep working.
     assert verify(a, authorization(n0), now=6.0).outcome is AuthOutcome.STALE
     assert verify(a, authorization(n2, nc=2), now=6.0).ok
-    # New nonces are unaffected.
+    # Nonces minted after the evicted one are unaffected, used before or not.
+    assert verify(a, authorization(n_late), now=6.0).ok  # evicts n2 (minted 2.0)
+    assert verify(a, authorization(n2, nc=3), now=6.0).outcome is AuthOutcome.STALE
     assert verify(a, authorization(a.mint_nonce(now=7.0)), now=7.0).ok
     # Once everything the mark covered has expired, the mark is dropped.
     a.expire(now=302.0)
