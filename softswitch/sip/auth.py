@@ -321,7 +321,8 @@ class AuthOutcome(enum.Enum):
     STALE = "stale"
     BAD_RESPONSE = "bad_response"
     UNKNOWN_USER = "unknown_user"
-    #: Digest correct, nonce-count not above the highest seen for this nonce.
+    #: Digest correct, nonce-count not above the highest seen for this nonce: a replayed request, or an
+    #: honest phone's requests sharing a nonce that arrived out of order. Re-challenge (stale=true).
     REPLAY = "replay"
     WRONG_REALM = "wrong_realm"
     #: Nonce (or opaque) not minted by us with this secret and realm, or stamped in the future.

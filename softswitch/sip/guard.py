@@ -23,8 +23,10 @@ Kamailio's ``pike``/``htable`` habit, written down here so it can be reviewed:
   one of them authenticates; the success of one phone also clears the count of the others.
 
 Suggested mapping from `AuthOutcome`: count ``BAD_RESPONSE``, ``UNKNOWN_USER``, ``WRONG_REALM``,
-``BAD_NONCE``, ``REPLAY``, ``MALFORMED`` and ``UNSUPPORTED_ALGORITHM``; do not count ``STALE`` (an honest
-phone with a correct password and an old nonce) or ``OK``.
+``BAD_NONCE``, ``MALFORMED`` and ``UNSUPPORTED_ALGORITHM``. Do not count ``OK``, ``STALE`` (an honest phone
+with the right password and an old nonce) or ``REPLAY`` (its digest is right too: either a captured request
+replayed, which gains nothing from a fresh 401, or an honest phone whose requests sharing one nonce arrived
+out of order; answer both STALE and REPLAY with a new challenge, ``stale=true``).
 
 Sources: IPv4 addresses are tracked one by one; IPv6 addresses by their ``/64`` (``ipv6_prefix``), since a
 single host commonly owns a whole /64; IPv4-mapped IPv6 addresses count as their IPv4 address. A string
