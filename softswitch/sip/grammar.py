@@ -1,7 +1,10 @@
-"""RFC 3261 §25 grammar as compiled regular expressions.
+r"""RFC 3261 §25 grammar as compiled regular expressions.
 
 Each pattern sits under the ABNF it implements. Where we accept more than the RFC, a comment says so and
 why: real phones send these things and refusing them would strand an agent.
+
+Every pattern is compiled with re.ASCII: in a `str` pattern `\d` and `\s` would otherwise match any
+Unicode digit or space ("٣", "²", U+2028), which SIP never allows and `int()` does not always accept.
 """
 
 from __future__ import annotations
@@ -30,12 +33,12 @@ METHOD_RE = re.compile(TOKEN)
 # SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT
 # Lenient: the SIP-Version literal is matched case-insensitively (§7.1 says it is case-sensitive, but
 # RFC 4475 §3.1.1.13 style messages and some old gateways send "sip/2.0").
-REQUEST_LINE_RE = re.compile(r"(" + TOKEN + r") (\S+) ([Ss][Ii][Pp]/\d+\.\d+)")
+REQUEST_LINE_RE = re.compile(r"(" + TOKEN + r") (\S+) ([Ss][Ii][Pp]/\d+\.\d+)", re.ASCII)
 
 # Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF
 # Reason-Phrase = *(reserved / unreserved / escaped / UTF8-NONASCII / UTF8-CONT / SP / HTAB)
 # Lenient: a missing SP before an empty reason phrase is accepted (seen from several PBXs).
-STATUS_LINE_RE = re.compile(r"([Ss][Ii][Pp]/\d+\.\d+) (\d{3})(?: (.*))?")
+STATUS_LINE_RE = re.compile(r"([Ss][Ii][Pp]/\d+\.\d+) (\d{3})(?: (.*))?", re.ASCII)
 
 # hostname = *( domainlabel "." ) toplabel [ "." ]
 # IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT
@@ -44,8 +47,8 @@ STATUS_LINE_RE = re.compile(r"([Ss][Ii][Pp]/\d+\.\d+) (\d{3})(?: (.*))?")
 HOSTNAME = r"[A-Za-z0-9](?:[A-Za-z0-9_\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9_\-]*[A-Za-z0-9])?)*\.?"
 IPV4 = r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}"
 IPV6REF = r"\[[0-9A-Fa-f:.]+\]"
-HOST_RE = re.compile(r"(?:" + IPV6REF + "|" + IPV4 + "|" + HOSTNAME + r")")
-PORT_RE = re.compile(r"\d{1,5}")
+HOST_RE = re.compile(r"(?:" + IPV6REF + "|" + IPV4 + "|" + HOSTNAME + r")", re.ASCII)
+PORT_RE = re.compile(r"\d{1,5}", re.ASCII)
 
 _TOKEN_FULL = re.compile(TOKEN + r"\Z")
 

@@ -103,8 +103,12 @@ def canonical_name(name: str) -> str:
 _QUOTED_RE = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
 _UNESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
 # generic-param = token [ EQUAL gen-value ]; gen-value = token / host / quoted-string
+# Lenient: names and unquoted values may hold any visible character but ; = , and " (non-token
+# characters turn up in tags and vendor parameters); controls and non-SP/HTAB white space may not.
 _PARAM_RE = re.compile(
-    r'\s*;\s*([^\s;=,"]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^\s;,"]*))?\s*', re.DOTALL
+    r'[ \t]*;[ \t]*([^\x00-\x20\x7f;=,"]+)[ \t]*'
+    r'(?:=[ \t]*("(?:[^"\\]|\\.)*"|[^\x00-\x20\x7f;,"]*))?[ \t]*',
+    re.DOTALL,
 )
 
 
@@ -159,7 +163,7 @@ def parse_params(text: str) -> dict[str, str | None]:
     """Parse `;name=value;flag` header parameters. Names lower-cased; quoted values kept quoted."""
     params: dict[str, str | None] = {}
     pos = 0
-    end = len(text.rstrip())
+    end = len(text.rstrip(" \t"))
     while pos < end:
         match = _PARAM_RE.match(text, pos)
         if match is None or match.end() == pos:
@@ -182,7 +186,8 @@ def _format_params(params: dict[str, str | None]) -> str:
 # sent-by = host [ COLON port ]
 _VIA_RE = re.compile(
     r"\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*/\s*([A-Za-z0-9.]+)\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+"
-    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._]+)(?:\s*:\s*(\d{1,5}))?\s*"
+    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._]+)(?:\s*:\s*(\d{1,5}))?\s*",
+    re.ASCII,
 )
 
 
@@ -337,7 +342,7 @@ def parse_name_addr_list(value: str, *, header: str | None = None) -> list[NameA
 # CSeq (§20.16)
 # ---------------------------------------------------------------------------------------------------
 
-_CSEQ_RE = re.compile(r"\s*(\d{1,10})\s+([A-Za-z0-9\-.!%*_+`'~]+)\s*\Z")
+_CSEQ_RE = re.compile(r"\s*(\d{1,10})\s+([A-Za-z0-9\-.!%*_+`'~]+)\s*\Z", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)

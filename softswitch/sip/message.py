@@ -284,7 +284,8 @@ class Message:
             if value is None:
                 return None
             value = value.strip()
-            if not value.isdigit() or len(value) > 10 or int(value) > limit:
+            # isascii(): str.isdigit() is also true for "²" and "٣", which int() rejects or misreads.
+            if not (value.isascii() and value.isdigit()) or len(value) > 10 or int(value) > limit:
                 raise SipParseError(f"malformed {name} header", header=name)
             return int(value)
 

@@ -20,7 +20,8 @@ __all__ = ["AbsoluteUri", "SipUri", "TelUri", "Uri", "parse_uri"]
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*\Z")
 _HOST_RE = re.compile(
     r"(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}"
-    r"|[A-Za-z0-9](?:[A-Za-z0-9_\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9_\-]*[A-Za-z0-9])?)*\.?)\Z"
+    r"|[A-Za-z0-9](?:[A-Za-z0-9_\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9_\-]*[A-Za-z0-9])?)*\.?)\Z",
+    re.ASCII,
 )
 _IPV6_RE = re.compile(r"[0-9A-Fa-f:.]+\Z")
 # Characters that may never appear raw in a SIP URI (§25: no whitespace, no controls, no quotes or angles).
@@ -254,6 +255,7 @@ def _parse_sip(scheme: str, rest: str, source: str) -> SipUri:
 
 
 def _port(text: str, source: str) -> int:
-    if not text.isdigit() or len(text) > 5 or int(text) > 65535:
+    # isascii(): str.isdigit() is also true for "²" and "٣", which int() rejects or misreads.
+    if not (text.isascii() and text.isdigit()) or len(text) > 5 or int(text) > 65535:
         raise SipParseError(f"invalid port in {source!r}")
     return int(text)
