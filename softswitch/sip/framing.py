@@ -100,10 +100,11 @@ class StreamFramer:
     """Splits one TCP/TLS connection's byte stream into SIP messages and keep-alives."""
 
     def __init__(self, *, max_message_size: int = 65535, max_header_size: int = 16384) -> None:
-        if max_header_size < 4 or max_message_size < max_header_size:
-            raise ValueError("need 4 <= max_header_size <= max_message_size")
+        if max_header_size < 4 or max_message_size < 4:
+            raise ValueError("max_header_size and max_message_size must be at least 4 bytes")
         self.max_message_size = max_message_size
-        self.max_header_size = max_header_size
+        # A header block can never be longer than the whole message may be.
+        self.max_header_size = min(max_header_size, max_message_size)
         self._buf = bytearray()
         self._pos = 0  # first byte not yet consumed
         self._state = _IDLE

@@ -241,7 +241,13 @@ def test_constructor_validates() -> None:
     with pytest.raises(ValueError):
         StreamFramer(max_header_size=3)
     with pytest.raises(ValueError):
-        StreamFramer(max_message_size=100, max_header_size=200)
+        StreamFramer(max_message_size=3)
+
+
+def test_header_limit_never_exceeds_the_message_limit() -> None:
+    framer = StreamFramer(max_message_size=100)
+    assert framer.max_header_size == 100
+    assert framer.feed(b"X" * 100) == [FramingError("header block exceeds the 100-byte limit")]
 
 
 def test_search_resumes_instead_of_rescanning() -> None:
