@@ -31,8 +31,9 @@ METHOD_RE = re.compile(TOKEN)
 
 # Request-Line = Method SP Request-URI SP SIP-Version CRLF
 # SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT
-# Lenient: the SIP-Version literal is matched case-insensitively (§7.1 says it is case-sensitive, but
-# RFC 4475 §3.1.1.13 style messages and some old gateways send "sip/2.0").
+# §7.1: "The SIP-Version string is case-insensitive, but implementations MUST send upper-case."
+# Exactly one SP between the elements and none after the version: RFC 4475 §3.1.2.9 and §3.1.2.10
+# allow rejecting extra spaces, and we do (the edge answers 400).
 REQUEST_LINE_RE = re.compile(r"(" + TOKEN + r") (\S+) ([Ss][Ii][Pp]/\d+\.\d+)", re.ASCII)
 
 # Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF
