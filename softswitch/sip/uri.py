@@ -206,8 +206,7 @@ def _parse_sip(scheme: str, rest: str, source: str) -> SipUri:
     user: str | None = None
     password: str | None = None
     at = rest.find("@")
-    question = rest.find("?")
-    if at != -1 and (question == -1 or at < question):
+    if at != -1 and not _headers_before(rest, at, source):
         userinfo, rest = rest[:at], rest[at + 1 :]
         user, colon, pw = userinfo.partition(":")
         if not user:
@@ -224,6 +223,38 @@ def _parse_sip(scheme: str, rest: str, source: str) -> SipUri:
         rest = rest[:question]
     semi = rest.find(";")
     hostport, params_text = (rest, "") if semi == -1 else (rest[:semi], rest[semi + 1 :])
+    host, port = _hostport(hostport, source)
+    return SipUri(
+        host=host,
+        user=user,
+        password=password,
+        port=port,
+        scheme=scheme,
+        params=_parse_params(params_text, source),
+        headers=headers,
+    )
+
+
+def _headers_before(rest: str, at: int, source: str) -> bool:
+    """Whether a "?" before the "@" at `at` starts the URI headers rather than sitting in the user part.
+
+    §25 allows "?" in a user part (user-unreserved; RFC 4475 §3.1.1.2 sends
+    `sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,...@example.com`), while "@" is
+    legal nowhere but after the userinfo. Some phones nevertheless leave "@" unescaped in a header
+    value (`sip:bob@b.example?Replaces=abc@10.0.0.1...` in Refer-To is the usual one), so when the text
+    before the "?" is a valid host[:port][;params] we read the "?" as the start of the headers.
+    """
+    question = rest.find("?", 0, at)
+    if question == -1:
+        return False
+    try:
+        _hostport(rest[:question].partition(";")[0], source)
+    except SipParseError:
+        return False
+    return True
+
+
+def _hostport(hostport: str, source: str) -> tuple[str, int | None]:
     port: int | None = None
     if hostport.startswith("["):
         close = hostport.find("]")
@@ -243,15 +274,7 @@ def _parse_sip(scheme: str, rest: str, source: str) -> SipUri:
             port = _port(port_text, source)
         if not host or not _HOST_RE.match(host):
             raise SipParseError(f"malformed host in {source!r}")
-    return SipUri(
-        host=host,
-        user=user,
-        password=password,
-        port=port,
-        scheme=scheme,
-        params=_parse_params(params_text, source),
-        headers=headers,
-    )
+    return host, port
 
 
 def _port(text: str, source: str) -> int:
