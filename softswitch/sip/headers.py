@@ -124,39 +124,33 @@ def quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+# One list element: runs of ordinary characters, quoted strings and <...> sections, up to a comma
+# outside both (§7.3.1). A '<' without its '>' takes the rest of the value, as commas inside an
+# unclosed URI are not separators. Each alternative starts with a different character, so there is
+# no backtracking between them: linear in the length of the value.
+_ELEMENT_RE = re.compile(r'(?:[^,"<]+|"(?:[^"\\]|\\.)*"|<[^>]*(?:>|\Z))*', re.DOTALL)
+
+
 def split_list(value: str) -> list[str]:
     """Split a list header's value at commas outside quoted strings and angle brackets (§7.3.1)."""
     if "," not in value:
         stripped = value.strip()
         return [stripped] if stripped else []
     items: list[str] = []
-    depth = 0
-    in_quotes = False
-    escaped = False
-    start = 0
-    for index, char in enumerate(value):
-        if in_quotes:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_quotes = False
-        elif char == '"':
-            in_quotes = True
-        elif char == "<":
-            depth += 1
-        elif char == ">":
-            depth = max(0, depth - 1)
-        elif char == "," and depth == 0:
-            items.append(value[start:index].strip())
-            start = index + 1
-    if in_quotes:
-        raise SipParseError("unterminated quoted string")
-    items.append(value[start:].strip())
-    if any(not item for item in items):
-        raise SipParseError("empty element in a comma-separated list")
-    return items
+    pos = 0
+    end = len(value)
+    match = _ELEMENT_RE.match
+    while True:
+        stop = match(value, pos).end()  # type: ignore[union-attr]
+        item = value[pos:stop].strip()
+        if not item:
+            raise SipParseError("empty element in a comma-separated list")
+        items.append(item)
+        if stop == end:
+            return items
+        if value[stop] != ",":  # only an unterminated quoted string stops the pattern elsewhere
+            raise SipParseError("unterminated quoted string")
+        pos = stop + 1
 
 
 def parse_params(text: str) -> dict[str, str | None]:
@@ -250,7 +244,13 @@ def parse_via(text: str) -> Via:
 
 
 def parse_via_list(value: str) -> list[Via]:
-    return [parse_via(item) for item in split_list(value)]
+    try:
+        items = split_list(value)
+    except SipParseError as exc:
+        raise SipParseError(f"malformed Via: {exc.reason}", header="Via") from None
+    if not items:
+        raise SipParseError("empty Via header", header="Via")
+    return [parse_via(item) for item in items]
 
 
 # ---------------------------------------------------------------------------------------------------
