@@ -417,17 +417,17 @@ class Endpoint:
         except AuthParseError as exc:
             self._reply(tx, 400, f"Bad Request (Authorization: {exc})", now)
             return
+        if self.guard.check(source, now=now) is Verdict.THROTTLE:
+            # Too many recent failures from this address: refuse without looking at the password, so
+            # guessing teaches nothing; the refusal counts as one more failure (guard.py).
+            self._auth_failed(tx, source, credentials.username, "throttled", now)
+            return
         result = self.auth.verify("REGISTER", credentials, lookup=self.credentials, now=now)
-        if result.outcome is AuthOutcome.STALE:
+        if result.outcome in (AuthOutcome.STALE, AuthOutcome.REPLAY):
             self._challenge(tx, now, stale=True)
             return
         if not result.ok:
-            self._events.append(AuthFailed(source, credentials.username, result.outcome.name.lower()))
-            verdict = self.guard.record_failure(source, now=now)
-            if verdict is Verdict.BANNED:
-                until = next((u for ip, u in self.guard.bans(now=now) if ip == source), now)
-                self._events.append(SourceBanned(source, until))
-            self._reply(tx, 403, "Forbidden", now)
+            self._auth_failed(tx, source, credentials.username, result.outcome.name.lower(), now)
             return
         self.guard.record_success(source, now=now)
         outcome = self.registrar.register(
@@ -441,6 +441,16 @@ class Endpoint:
                 self._schedule_qualify(binding, now)
             return
         self.transactions.respond(tx, outcome.response, now=now)
+
+    def _auth_failed(
+        self, tx: ServerTransaction, source: str, username: str, outcome: str, now: float
+    ) -> None:
+        self._events.append(AuthFailed(source, username, outcome))
+        if self.guard.record_failure(source, now=now) is Verdict.BANNED:
+            key = self.guard.key(source)
+            until = next((u for banned, u in self.guard.bans(now=now) if banned == key), now)
+            self._events.append(SourceBanned(source, until))
+        self._reply(tx, 403, "Forbidden", now)
 
     def _challenge(self, tx: ServerTransaction, now: float, *, stale: bool) -> None:
         headers = [("WWW-Authenticate", value) for value in self.auth.challenge(now=now, stale=stale)]
