@@ -1,0 +1,278 @@
+"""Queues: the calls in each queue and the indexes that make choosing fast.
+
+Per queue and per relax step the engine keeps two heaps with lazy deletion:
+
+* waiting calls filed by `(-priority, arrived_at, seq)`: best priority, then the longest wait since the call
+  first arrived (an overflowed call keeps its place in time), then arrival order;
+* available agents filed under the first step at which they qualify, ordered by the queue strategy's key.
+
+A call at step s may take an agent filed under any step <= s; an agent filed under step k may take a call at
+any step >= k. So choosing an agent for a call is a peek at (s + 1) heaps, and choosing a call for a newly
+free agent is a peek at a few heaps per queue it serves — never a scan of all agents or all calls. Entries
+go stale instead of being removed (a call's `hgen` or an agent's `token` moves on); heaps are rebuilt when
+stale entries outnumber live ones. Positions ("you are number 3") come from per-priority sorted lists.
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_left, insort
+from collections.abc import Collection, Iterator
+from enum import StrEnum
+
+from .agent import BUSY_STATES, Agent, AgentStatus
+from .config import QueueConfig
+from .skills import Requirements
+from .strategies import Strategy
+
+__all__ = ["Call", "CallState", "QueueState"]
+
+
+class CallState(StrEnum):
+    WAITING = "waiting"
+    #: Ringing one agent (or several, with ring_all).
+    OFFERED = "offered"
+    CONNECTED = "connected"
+    ENDED = "ended"
+
+
+class Call:
+    """One caller in the ACD, from arrival to the end of the conversation. Engine-internal."""
+
+    __slots__ = (
+        "agent",
+        "arrived_at",
+        "caller",
+        "connected_at",
+        "deadlines",
+        "entered_at",
+        "explicit_priority",
+        "hgen",
+        "id",
+        "offered_at",
+        "offers",
+        "overflow_due",
+        "priority",
+        "queue",
+        "seq",
+        "state",
+        "step",
+        "timeout_due",
+        "tried",
+    )
+
+    def __init__(
+        self, call_id: str, queue: QueueState, *, caller: str | None, priority: int, explicit: bool,
+        seq: int, now: float,
+    ) -> None:
+        self.id = call_id
+        self.caller = caller
+        self.queue = queue
+        self.priority = priority
+        self.explicit_priority = explicit
+        #: First arrival in the ACD; orders calls across queues ("longest wait").
+        self.arrived_at = now
+        #: Arrival in the current queue; its relax, overflow, max-wait and announce timers count from here.
+        self.entered_at = now
+        self.seq = seq
+        self.step = 0
+        self.state = CallState.WAITING
+        #: agent id -> ring_until for every agent ringing now.
+        self.offers: dict[str, float] = {}
+        self.offered_at = now
+        #: The agent the call is connected to.
+        self.agent: Agent | None = None
+        self.connected_at = now
+        #: Agents offered this call in the current round; the next agent is someone else.
+        self.tried: set[str] = set()
+        #: Generation of this call's heap entry; bumped when it leaves waiting, changes step or queue.
+        self.hgen = 0
+        #: timer kind -> deadline; a heap entry is live while its time equals the one stored here.
+        self.deadlines: dict[int, float] = {}
+        #: An overflow / max-wait deadline passed while the call was ringing; applied if the ring fails.
+        self.overflow_due = False
+        self.timeout_due = False
+
+    @property
+    def order(self) -> tuple[int, float, int]:
+        return (-self.priority, self.arrived_at, self.seq)
+
+    def __repr__(self) -> str:
+        return f"<Call {self.id} {self.state} in {self.queue.name}>"
+
+
+class QueueState:
+    """One queue's configuration, calls and indexes. Engine-internal."""
+
+    __slots__ = (
+        "absent",
+        "agent_heaps",
+        "call_heaps",
+        "calls",
+        "config",
+        "counts",
+        "handle_ewma",
+        "name",
+        "offer_seq",
+        "order",
+        "qualified",
+        "requirements",
+        "retired",
+        "strategy",
+    )
+
+    def __init__(self, config: QueueConfig, strategy: Strategy) -> None:
+        self.config = config
+        self.name = config.name
+        self.strategy = strategy
+        self.requirements = Requirements.build(config.skills, config.relax)
+        steps = self.requirements.count
+        self.call_heaps: list[list[tuple[int, float, int, int, Call]]] = [[] for _ in range(steps)]
+        self.agent_heaps: list[list[tuple[tuple[float, ...], int, int, Agent]]] = [[] for _ in range(steps)]
+        #: Number of agents filed under each step (bounds the live entries of agent_heaps[step]).
+        self.qualified = [0] * steps
+        #: Agents that can ever serve this queue, by state.
+        self.counts: dict[AgentStatus, int] = dict.fromkeys(AgentStatus, 0)
+        #: States that do not count as "someone there" for join_empty / leave_when_empty.
+        absent = {AgentStatus.LOGGED_OUT}
+        names = {
+            "paused": {AgentStatus.PAUSED},
+            "unreachable": {AgentStatus.UNREACHABLE},
+            "wrap_up": {AgentStatus.WRAP_UP},
+            "busy": set(BUSY_STATES),
+            "logged_out": {AgentStatus.LOGGED_OUT},
+        }
+        for condition in config.empty_when:
+            absent |= names[condition]
+        self.absent = frozenset(absent)
+        #: Calls in the queue (waiting or ringing), by id.
+        self.calls: dict[str, Call] = {}
+        #: priority -> sorted (arrived_at, seq) of the calls in the queue, for positions.
+        self.order: dict[int, list[tuple[float, int]]] = {}
+        #: Counts offers (round_robin remembers who was offered when).
+        self.offer_seq = 0
+        #: Moving average of talk + wrap-up, for the estimated wait.
+        self.handle_ewma: float | None = None
+        self.retired = False
+
+    # -- membership and positions --------------------------------------------------------------------
+
+    def add(self, call: Call) -> None:
+        self.calls[call.id] = call
+        insort(self.order.setdefault(call.priority, []), (call.arrived_at, call.seq))
+
+    def remove(self, call: Call) -> None:
+        if self.calls.pop(call.id, None) is None:
+            return
+        ordered = self.order[call.priority]
+        index = bisect_left(ordered, (call.arrived_at, call.seq))
+        if index < len(ordered) and ordered[index] == (call.arrived_at, call.seq):
+            del ordered[index]
+        if not ordered:
+            del self.order[call.priority]
+
+    def position(self, call: Call) -> int:
+        """1 for the call that will be served next, counting every call in the queue (ringing ones too)."""
+        ahead = sum(len(ordered) for priority, ordered in self.order.items() if priority > call.priority)
+        ordered = self.order.get(call.priority, [])
+        return ahead + bisect_left(ordered, (call.arrived_at, call.seq)) + 1
+
+    def present(self) -> int:
+        """Agents that can serve this queue and count as "there" (see QueueConfig.empty_when)."""
+        return sum(count for status, count in self.counts.items() if status not in self.absent)
+
+    def staffed(self) -> int:
+        """Agents that can serve this queue and are working (not logged out, paused or unreachable)."""
+        counts = self.counts
+        return (
+            counts[AgentStatus.AVAILABLE] + counts[AgentStatus.OFFERED] + counts[AgentStatus.ON_CALL]
+            + counts[AgentStatus.DIRECT_CALL] + counts[AgentStatus.WRAP_UP]
+        )
+
+    # -- waiting calls ------------------------------------------------------------------------------------
+
+    def file_call(self, call: Call) -> None:
+        """File a waiting call under its step (call.hgen must have been bumped by the caller)."""
+        heap = self.call_heaps[call.step]
+        heapq.heappush(heap, (-call.priority, call.arrived_at, call.seq, call.hgen, call))
+        if len(heap) > 2 * len(self.calls) + 64:
+            heap[:] = [entry for entry in heap if _call_live(entry, self)]
+            heapq.heapify(heap)
+
+    def best_call(self, from_step: int, agent_id: str) -> tuple[int, float, int, int, Call] | None:
+        """The best waiting call at a step >= from_step that `agent_id` has not been offered this round."""
+        best = None
+        for step in range(from_step, len(self.call_heaps)):
+            heap = self.call_heaps[step]
+            skipped = []
+            while heap:
+                entry = heap[0]
+                if not _call_live(entry, self):
+                    heapq.heappop(heap)
+                elif agent_id in entry[4].tried:
+                    skipped.append(heapq.heappop(heap))
+                else:
+                    if best is None or entry < best:
+                        best = entry
+                    break
+            for entry in skipped:
+                heapq.heappush(heap, entry)
+        return best
+
+    def waiting_calls(self) -> Iterator[Call]:
+        return (call for call in self.calls.values() if call.state is CallState.WAITING)
+
+    # -- available agents ---------------------------------------------------------------------------------
+
+    def file_agent(self, agent: Agent, step: int, seq: int) -> None:
+        heap = self.agent_heaps[step]
+        heapq.heappush(heap, (self.strategy.key(agent, self.name), seq, agent.token, agent))
+        if len(heap) > 2 * self.qualified[step] + 64:
+            heap[:] = [entry for entry in heap if _agent_live(entry)]
+            heapq.heapify(heap)
+
+    def best_agent(self, step: int, exclude: Collection[str]) -> Agent | None:
+        """The strategy's first choice among available agents qualified at `step`, skipping `exclude`."""
+        best = None
+        for index in range(step + 1):
+            heap = self.agent_heaps[index]
+            skipped = []
+            while heap:
+                entry = heap[0]
+                if not _agent_live(entry):
+                    heapq.heappop(heap)
+                elif entry[3].id in exclude:
+                    skipped.append(heapq.heappop(heap))
+                else:
+                    if best is None or entry < best:
+                        best = entry
+                    break
+            for entry in skipped:
+                heapq.heappush(heap, entry)
+        return None if best is None else best[3]
+
+    def candidates(self, step: int, exclude: Collection[str] = ()) -> list[Agent]:
+        """Every available agent qualified at `step`, minus `exclude`, in roster order."""
+        found: dict[str, Agent] = {}
+        for index in range(step + 1):
+            for entry in self.agent_heaps[index]:
+                agent = entry[3]
+                if _agent_live(entry) and agent.id not in exclude:
+                    found[agent.id] = agent
+        return sorted(found.values(), key=lambda agent: agent.index)
+
+    def reset_heaps(self) -> None:
+        for heap in self.call_heaps:
+            heap.clear()
+        for heap in self.agent_heaps:
+            heap.clear()
+
+
+def _call_live(entry: tuple[int, float, int, int, Call], queue: QueueState) -> bool:
+    call = entry[4]
+    return call.hgen == entry[3] and call.state is CallState.WAITING and call.queue is queue
+
+
+def _agent_live(entry: tuple[tuple[float, ...], int, int, Agent]) -> bool:
+    agent = entry[3]
+    return agent.token == entry[2] and agent.status is AgentStatus.AVAILABLE
