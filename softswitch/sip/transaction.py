@@ -95,6 +95,8 @@ _log = logging.getLogger(__name__)
 
 MAGIC_COOKIE: Final = "z9hG4bK"  # §8.1.1.7: branches that start with it are globally unique
 DEFAULT_TIMERS: Final = TimerValues()
+#: Rebuild the deadline heap when stale entries are more than this and more than half of it.
+_COMPACT_MIN: Final = 256
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -558,6 +560,7 @@ class TransactionLayer:
         self._heap: list[tuple[float, int, Transaction]] = []
         self._seq = 0
         self._stale = 0
+        self._compact_min = _COMPACT_MIN
         #: Messages and calls we dropped, by reason ("out_of_state", "late_response", "held_cancel").
         self.dropped: Counter[str] = Counter()
 
@@ -903,20 +906,20 @@ class TransactionLayer:
 
     # -- timers ---------------------------------------------------------------------------------------
 
-    def _push(self, at: float, tx: Transaction) -> int:
-        seq = self._seq
-        self._seq = seq + 1
+    def _push(self, at: float, seq: int, tx: Transaction) -> None:
+        """Push a deadline whose `seq` the transaction already holds (compaction keeps only those)."""
         heapq.heappush(self._heap, (at, seq, tx))
-        if self._stale > 256 and 2 * self._stale > len(self._heap):
+        if self._stale > self._compact_min and 2 * self._stale > len(self._heap):
             self._compact()
-        return seq
 
     def _arm_retransmit(self, tx: Transaction, interval: float, now: float) -> None:
         if tx._rt_seq >= 0:
             self._stale += 1
         tx._interval = interval
         tx._rt_at = at = now + interval
-        tx._rt_seq = self._push(at, tx)
+        tx._rt_seq = seq = self._seq
+        self._seq = seq + 1
+        self._push(at, seq, tx)
 
     def _clear_retransmit(self, tx: Transaction) -> None:
         if tx._rt_seq >= 0:
@@ -932,7 +935,9 @@ class TransactionLayer:
             self._step(tx, _EXPIRY[tx.state], now)
             return
         tx._ex_at = at = now + duration
-        tx._ex_seq = self._push(at, tx)
+        tx._ex_seq = seq = self._seq
+        self._seq = seq + 1
+        self._push(at, seq, tx)
 
     def _clear_expiry(self, tx: Transaction) -> None:
         if tx._ex_seq >= 0:
