@@ -333,7 +333,10 @@ class _Transaction:
     request: Request
     flow: Flow
     method: str
+    state: State
     last_response: Response | None
+    _rt_input: TxInput
+    _table: dict[tuple[State, TxInput], tuple[State, Action]]
     #: A free slot for the transaction user (the dialog, the call, the registration in progress ...).
     user_data: Any
 
@@ -754,7 +757,8 @@ class TransactionLayer:
         Those still waiting for an outcome report `TransportFailed`. This scans all transactions; flows
         die far less often than messages arrive.
         """
-        victims = [tx for tx in chain(self._clients.values(), self._servers.values()) if tx.flow == flow]
+        every: chain[Transaction] = chain(self._clients.values(), self._servers.values())
+        victims = [tx for tx in every if tx.flow == flow]
         for tx in victims:
             if tx.state not in _TERMINATED:
                 self._step(tx, TxInput.TRANSPORT_ERROR, now)
@@ -838,14 +842,14 @@ class TransactionLayer:
 
     def _enter(self, tx: Transaction, state: State, now: float) -> None:
         """Move `tx` into `state` and arm or clear that state's timers."""
-        tx.state = state  # type: ignore[assignment]
+        tx.state = state
         timers = self.timers
         reliable = tx._reliable
         if state in _TERMINATED:
             self._clear_retransmit(tx)
             self._clear_expiry(tx)
             if isinstance(tx, ClientTransaction):
-                del self._clients[tx._key]  # type: ignore[arg-type]
+                del self._clients[tx._key]
                 self._drop_held_cancel(tx, now)
             else:
                 del self._servers[tx._key]
