@@ -12,7 +12,10 @@ T = TypeVar("T")
 
 
 def engine_with(
-    queues: Iterable[QueueConfig], agents: Iterable[AgentConfig], *, login: Iterable[str] | None = None,
+    queues: Iterable[QueueConfig],
+    agents: Iterable[AgentConfig],
+    *,
+    login: Iterable[str] | None = None,
     at: float = 0.0,
 ) -> AcdEngine:
     """An engine with `login` (default: every agent) logged in at time `at`; actions and records drained."""

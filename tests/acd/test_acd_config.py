@@ -12,7 +12,12 @@ from softswitch.acd.strategies import UnknownStrategy, create_strategy, known_st
 
 def test_the_six_strategies_of_the_issue_are_registered_by_their_yaml_names():
     assert set(known_strategies()) >= {
-        "longest_idle", "least_calls", "round_robin", "ring_all", "best_skill", "random",
+        "longest_idle",
+        "least_calls",
+        "round_robin",
+        "ring_all",
+        "best_skill",
+        "random",
     }
 
 
@@ -36,7 +41,7 @@ def test_relax_steps_may_only_lower_requirements_and_must_ascend():
 
 @pytest.mark.parametrize("level", [0, 11, "5", 2.5, True])
 def test_agent_proficiency_is_an_integer_from_1_to_10(level):
-    with pytest.raises(ConfigError, match="1..10"):
+    with pytest.raises(ConfigError, match=r"1\.\.10"):
         AgentConfig("alice", {"billing": level})
 
 
@@ -54,7 +59,7 @@ def test_queue_checks_name_the_key():
 
 
 def test_engine_checks_the_roster_as_a_whole():
-    with pytest.raises(ConfigError, match="overflow.to 'nowhere'"):
+    with pytest.raises(ConfigError, match=r"overflow\.to 'nowhere'"):
         AcdEngine([QueueConfig("q", overflow=Overflow(10, "nowhere"))], [])
     with pytest.raises(ConfigError, match="defined twice"):
         AcdEngine([QueueConfig("q")], [AgentConfig("a"), AgentConfig("a")])
