@@ -197,6 +197,25 @@ class Headers:
         return Headers._from_keyed(list(self._items))
 
 
+def _call_id_value(value: str) -> str:
+    """The Call-ID, validated (shared by `Message.call_id` and the parser's eager pass)."""
+    value = value.strip()
+    if not value or " " in value:
+        raise SipParseError("malformed Call-ID", header="Call-ID")
+    return value
+
+
+def _int_value(name: str, value: str | None, limit: int) -> int | None:
+    """A non-negative integer header (Max-Forwards, Expires, Content-Length), or None when absent."""
+    if value is None:
+        return None
+    value = value.strip()
+    # isascii(): str.isdigit() is also true for "²" and "٣", which int() rejects or misreads.
+    if not (value.isascii() and value.isdigit()) or len(value) > 10 or int(value) > limit:
+        raise SipParseError(f"malformed {name} header", header=name)
+    return int(value)
+
+
 class Message:
     """What requests and responses share: headers, body, and typed views of the core headers."""
 
@@ -247,13 +266,7 @@ class Message:
 
     @property
     def call_id(self) -> str:
-        def build() -> str:
-            value = self._required("Call-ID").strip()
-            if not value or " " in value:
-                raise SipParseError("malformed Call-ID", header="Call-ID")
-            return value
-
-        return self._typed("call-id", build)  # type: ignore[no-any-return]
+        return self._typed("call-id", lambda: _call_id_value(self._required("Call-ID")))  # type: ignore[no-any-return]
 
     @property
     def cseq(self) -> CSeq:
@@ -279,17 +292,9 @@ class Message:
         return self._typed("contact", build)  # type: ignore[no-any-return]
 
     def _int_header(self, name: str, limit: int) -> int | None:
-        def build() -> int | None:
-            value = self.headers.get(name)
-            if value is None:
-                return None
-            value = value.strip()
-            # isascii(): str.isdigit() is also true for "²" and "٣", which int() rejects or misreads.
-            if not (value.isascii() and value.isdigit()) or len(value) > 10 or int(value) > limit:
-                raise SipParseError(f"malformed {name} header", header=name)
-            return int(value)
-
-        return self._typed(header_key(name), build)  # type: ignore[no-any-return]
+        return self._typed(  # type: ignore[no-any-return]
+            header_key(name), lambda: _int_value(name, self.headers.get(name), limit)
+        )
 
     @property
     def max_forwards(self) -> int | None:
