@@ -143,6 +143,9 @@ def parse_message(data: bytes, *, limits: ParserLimits = DEFAULT_LIMITS) -> Requ
     except SipParseError as exc:
         raise _basis(exc, method, items) if not is_response else exc from None
     if length is not None:
+        if length > limits.max_message_size:
+            big = SipParseError("Content-Length exceeds the message size limit", status=413)
+            raise _basis(big, method, items) if not is_response else big
         if length > len(body):
             short = SipParseError("body shorter than Content-Length", header="Content-Length")
             raise _basis(short, method, items) if not is_response else short
@@ -234,6 +237,10 @@ def _check_core(msg: Request | Response, items: list[tuple[str, str, str]], meth
         if cseq.method != method:
             raise SipParseError("CSeq method does not match the request method", header="CSeq")
         cache["max-forwards"] = _int_value("Max-Forwards", first.get("max-forwards"), 255)
+    if "content-length" in counts:
+        # RFC 4475 §3.3.9: conflicting lengths are a framing error; we refuse even equal duplicates
+        # rather than guess which one a proxy on the path would believe.
+        raise SipParseError("more than one Content-Length header", header="Content-Length")
     length = cache["content-length"] = _int_value(
         "Content-Length", first.get("content-length"), 2**31 - 1
     )
