@@ -26,7 +26,7 @@ from softswitch.sip.headers import (
     parse_via_list,
 )
 from softswitch.sip.message import Headers, Request, Response, _call_id_value, _int_value
-from softswitch.sip.uri import parse_uri
+from softswitch.sip.uri import SipUri, parse_uri
 
 __all__ = ["DEFAULT_LIMITS", "ParserLimits", "error_response", "parse_message"]
 
@@ -132,6 +132,10 @@ def parse_message(data: bytes, *, limits: ParserLimits = DEFAULT_LIMITS) -> Requ
             uri = parse_uri(uri_text)
         except SipParseError as exc:
             raise _basis(SipParseError(f"malformed Request-URI: {exc.reason}"), method, items) from None
+        if isinstance(uri, SipUri) and uri.headers:
+            # §19.1.1 Table 1: headers are not allowed in a Request-URI. RFC 4475 §3.1.2.11 lets us
+            # either refuse or drop them; dropping would change what the request asks for.
+            raise _basis(SipParseError("Request-URI carries URI headers"), method, items)
         msg = Request.__new__(Request)
         msg.method = method
         msg.uri = uri
