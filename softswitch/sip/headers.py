@@ -342,7 +342,8 @@ def parse_name_addr_list(value: str, *, header: str | None = None) -> list[NameA
 # CSeq (§20.16)
 # ---------------------------------------------------------------------------------------------------
 
-_CSEQ_RE = re.compile(r"\s*(\d{1,10})\s+([A-Za-z0-9\-.!%*_+`'~]+)\s*\Z", re.ASCII)
+# CSeq = "CSeq" HCOLON 1*DIGIT LWS Method
+_CSEQ_RE = re.compile(r"\s*(\d+)\s+([A-Za-z0-9\-.!%*_+`'~]+)\s*\Z", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,7 +359,10 @@ def parse_cseq(text: str) -> CSeq:
     match = _CSEQ_RE.match(text)
     if match is None:
         raise SipParseError(f"malformed CSeq {text.strip()[:40]!r}", header="CSeq")
-    seq = int(match.group(1))
-    if seq >= 2**31:
+    digits = match.group(1)
+    # §8.1.1.5: "MUST be expressible as a 32-bit unsigned integer and MUST be less than 2**31".
+    # Length first: int() refuses strings of more than 4,300 digits with a ValueError.
+    if len(digits) > 10 or int(digits) >= 2**31:
         raise SipParseError("CSeq number out of range", header="CSeq")
+    seq = int(digits)
     return CSeq(seq, match.group(2))
