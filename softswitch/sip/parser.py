@@ -49,6 +49,12 @@ DEFAULT_LIMITS = ParserLimits()
 
 _SURR = "surrogateescape"
 _REQUIRED = ("via", "from", "to", "call-id", "cseq")
+# RFC 3261 and the extensions whose methods a phone may send us (3262, 3265/6665, 3311, 3428, 3515,
+# 3903, 6086). Any other method is unknown to us: see the CSeq check in _check_core.
+_KNOWN_METHODS = frozenset(
+    {"INVITE", "ACK", "OPTIONS", "BYE", "CANCEL", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
+     "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"}
+)
 _DISPLAY_NAMES = {"via": "Via", "from": "From", "to": "To", "call-id": "Call-ID", "cseq": "CSeq"}
 
 # message-header = field-name HCOLON field-value CRLF; HCOLON = *( SP / HTAB ) ":" SWS (§25).
@@ -239,7 +245,11 @@ def _check_core(msg: Request | Response, items: list[tuple[str, str, str]], meth
         raise SipParseError("more than one Call-ID or CSeq header")
     if method:
         if cseq.method != method:
-            raise SipParseError("CSeq method does not match the request method", header="CSeq")
+            # RFC 4475 §3.1.2.18: for a method nobody knows, 501 is "better future-proof" than 400.
+            status = 400 if method in _KNOWN_METHODS else 501
+            raise SipParseError(
+                "CSeq method does not match the request method", status=status, header="CSeq"
+            )
         cache["max-forwards"] = _int_value("Max-Forwards", first.get("max-forwards"), 255)
     if "content-length" in counts:
         # RFC 4475 §3.3.9: conflicting lengths are a framing error; we refuse even equal duplicates
