@@ -321,6 +321,11 @@ def parse_name_addr(text: str, *, header: str | None = None) -> NameAddr:
             uri_text, params_text = (text, "") if semi == -1 else (text[:semi], text[semi:])
             if not uri_text or " " in uri_text.strip():
                 raise SipParseError("malformed addr-spec")
+            if "?" in uri_text:
+                # §20.10: a URI with a comma, question mark or semicolon MUST be in angle brackets.
+                # RFC 4475 §3.1.2.13 allows inferring them; we refuse, as a registrar storing the
+                # binding would otherwise keep a Contact other elements read differently.
+                raise SipParseError("URI with headers must be enclosed in <>")
             uri = parse_uri(uri_text)
             params = parse_params(params_text)
     except SipParseError as exc:
