@@ -23,6 +23,7 @@ from softswitch.sip.headers import (
     header_key,
     parse_cseq,
     parse_name_addr,
+    parse_name_addr_list,
     parse_via_list,
 )
 from softswitch.sip.message import Headers, Request, Response, _call_id_value, _int_value
@@ -218,11 +219,14 @@ def _header_items(lines: list[str], limits: ParserLimits) -> list[tuple[str, str
 def _check_core(msg: Request | Response, items: list[tuple[str, str, str]], method: str) -> int | None:
     """Parse the headers every layer needs into the message's typed-value cache; return Content-Length."""
     vias: list[str] = []
+    contacts: list[str] = []
     first: dict[str, str] = {}
     counts: dict[str, int] = {}
     for key, _, value in items:
         if key == "via":
             vias.append(value)
+        elif key == "contact":
+            contacts.append(value)
         elif key not in first:
             first[key] = value
         else:
@@ -251,6 +255,15 @@ def _check_core(msg: Request | Response, items: list[tuple[str, str, str]], meth
                 "CSeq method does not match the request method", status=status, header="CSeq"
             )
         cache["max-forwards"] = _int_value("Max-Forwards", first.get("max-forwards"), 255)
+    if contacts and not (len(contacts) == 1 and contacts[0].strip() == "*"):
+        # Style 9.5: Contact is eager too, so a registrar or dialog never meets a malformed one.
+        # `Contact: *` alone (§10.2.2) has no typed value; Message.contacts answers [] for it.
+        bindings = []
+        for line in contacts:
+            if line.strip() == "*":
+                raise SipParseError("Contact: * mixed with other contacts", header="Contact")
+            bindings.extend(parse_name_addr_list(line, header="Contact"))
+        cache["contact"] = bindings
     if "content-length" in counts:
         # RFC 4475 §3.3.9: conflicting lengths are a framing error; we refuse even equal duplicates
         # rather than guess which one a proxy on the path would believe.
