@@ -39,6 +39,10 @@ class ParserLimits:
     max_message_size: 65,535 bytes is the most a UDP datagram can carry; Kamailio's BUF_SIZE is the same.
     max_headers: Kamailio and PJSIP accept far fewer than 128 distinct headers in practice.
     max_line_length: 8 KiB matches common HTTP servers' header line limits (nginx large_client_header).
+
+    Exceeding max_message_size, max_headers or max_line_length for a header is 513 Message Too Large
+    ("the message length exceeded its capabilities", §21.5.13); a start line over max_line_length is
+    414 Request-URI Too Long; a Content-Length over max_message_size is 413.
     """
 
     max_message_size: int = 65535
@@ -183,19 +187,23 @@ def _header_items(lines: list[str], limits: ParserLimits) -> list[tuple[str, str
     """The per-line path: folding (§7.3.1) and a precise error for the first bad line."""
     items: list[tuple[str, str, str]] = []
     folded: list[str] = []  # continuation pieces of items[-1], joined once (no quadratic +=)
+    folded_len = 0
     max_line = limits.max_line_length
     for line in lines[1:]:
         if len(line) > max_line:
-            raise SipParseError("header line too long")
+            raise SipParseError("header line too long", status=513)
         if line[:1] in (" ", "\t"):
             # §7.3.1 line folding: a continuation line joins the previous value with one SP.
             if not items:
                 raise SipParseError("continuation line before any header")
             if not folded:
                 folded.append(items[-1][2])
-            folded.append(line.strip(" \t"))
-            if sum(map(len, folded)) + len(folded) - 1 > max_line:
-                raise SipParseError("header line too long")
+                folded_len = len(items[-1][2])
+            piece = line.strip(" \t")
+            folded.append(piece)
+            folded_len += 1 + len(piece)
+            if folded_len > max_line:
+                raise SipParseError("header line too long", status=513)
             continue
         if folded:
             key, name, _ = items[-1]
@@ -231,9 +239,10 @@ def _check_core(msg: Request | Response, items: list[tuple[str, str, str]], meth
             first[key] = value
         else:
             counts[key] = counts.get(key, 1) + 1
-    for key in _REQUIRED:
-        if key not in first and (key != "via" or not vias):
-            raise SipParseError(f"missing {_DISPLAY_NAMES[key]} header", header=_DISPLAY_NAMES[key])
+    missing = [_DISPLAY_NAMES[k] for k in _REQUIRED if k not in first and (k != "via" or not vias)]
+    if missing:
+        names = ", ".join(missing)
+        raise SipParseError(f"missing {names} header{'s' if len(missing) > 1 else ''}", header=missing[0])
     cache = msg.headers._cache
     parsed = []
     for line in vias:
@@ -243,10 +252,9 @@ def _check_core(msg: Request | Response, items: list[tuple[str, str, str]], meth
     cache["to"] = parse_name_addr(first["to"], header="To")
     cache["call-id"] = _call_id_value(first["call-id"])
     cseq = cache["cseq"] = parse_cseq(first["cseq"])
-    if "from" in counts or "to" in counts:
-        raise SipParseError("more than one From or To header")
-    if "call-id" in counts or "cseq" in counts:
-        raise SipParseError("more than one Call-ID or CSeq header")
+    for key in ("from", "to", "call-id", "cseq"):
+        if key in counts:  # RFC 4475 §3.3.8
+            raise SipParseError(f"more than one {_DISPLAY_NAMES[key]} header", header=_DISPLAY_NAMES[key])
     if method:
         if cseq.method != method:
             # RFC 4475 §3.1.2.18: for a method nobody knows, 501 is "better future-proof" than 400.
