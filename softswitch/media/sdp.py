@@ -572,20 +572,28 @@ def rtcp_address(
     return rtp[0], rtp[1] + 1
 
 
-def common_codecs(a: MediaDescription, b: MediaDescription) -> list[RtpCodec]:
+def _codec_list(x: MediaDescription | Sequence[RtpCodec]) -> Sequence[RtpCodec]:
+    return x.codecs() if isinstance(x, MediaDescription) else x
+
+
+def common_codecs(
+    a: MediaDescription | Sequence[RtpCodec], b: MediaDescription | Sequence[RtpCodec]
+) -> list[RtpCodec]:
     """The codecs of `a` (in `a`'s order, with `a`'s payload types) that `b` also lists."""
-    theirs = b.codecs()
-    return [c for c in a.codecs() if any(c.same_format(o) for o in theirs)]
+    theirs = _codec_list(b)
+    return [c for c in _codec_list(a) if any(c.same_format(o) for o in theirs)]
 
 
-def payload_type_map(src: MediaDescription, dst: MediaDescription) -> dict[int, int]:
+def payload_type_map(
+    src: MediaDescription | Sequence[RtpCodec], dst: MediaDescription | Sequence[RtpCodec]
+) -> dict[int, int]:
     """Payload types that name the same format on both sides but with different numbers: src -> dst.
 
     Empty in the usual case (RFC 3264 §6.1: an answer SHOULD reuse the offer's numbers).
     """
     out: dict[int, int] = {}
-    theirs = dst.codecs()
-    for c in src.codecs():
+    theirs = _codec_list(dst)
+    for c in _codec_list(src):
         for o in theirs:
             if c.same_format(o):
                 if o.payload_type != c.payload_type:
