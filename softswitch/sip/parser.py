@@ -82,7 +82,21 @@ def _key(name: str) -> str:
 
 
 def parse_message(data: bytes, *, limits: ParserLimits = DEFAULT_LIMITS) -> Request | Response:
-    """Parse one complete SIP message (a datagram, or one framed out of a stream)."""
+    """Parse one complete SIP message (a datagram, or one framed out of a stream).
+
+    Raises `SipParseError`; for a request, `exc.basis` then holds what `error_response` needs whenever
+    a request line and the core header lines can be made out, even if the header block itself is
+    what was malformed.
+    """
+    try:
+        return _parse(data, limits)
+    except SipParseError as exc:
+        if exc.basis is None:
+            exc.basis = _salvage(data, limits)
+        raise
+
+
+def _parse(data: bytes, limits: ParserLimits) -> Request | Response:
     if len(data) > limits.max_message_size:
         raise SipParseError("message too large", status=513)
     if data[:1] in (b"\r", b"\n"):
@@ -98,7 +112,7 @@ def parse_message(data: bytes, *, limits: ParserLimits = DEFAULT_LIMITS) -> Requ
         # Lenient: bare-LF line ends (seen from hand-made test tools and some old phones).
         end = data.find(b"\n\n")
         if end == -1:
-            raise _with_basis(data, SipParseError("no empty line after the headers (truncated message?)"))
+            raise SipParseError("no empty line after the headers (truncated message?)")
         body = data[end + 2 :]
         lines = [line.rstrip("\r") for line in data[:end].decode("utf-8", _SURR).split("\n")]
         start = lines[0]
@@ -288,17 +302,36 @@ def _basis(exc: SipParseError, method: str, items: list[tuple[str, str, str]]) -
     return exc
 
 
-def _with_basis(data: bytes, exc: SipParseError) -> SipParseError:
-    """For a truncated request, keep whatever complete header lines arrived so we can still answer."""
-    try:
-        text = data.decode("utf-8", _SURR)
-        lines = text.replace("\r\n", "\n").split("\n")[:-1]  # the last line may be cut
-        match = REQUEST_LINE_RE.fullmatch(lines[0]) if lines else None
-        if match is None:
-            return exc
-        return _basis(exc, match.group(1), _header_items(lines, DEFAULT_LIMITS))
-    except SipParseError:
-        return exc
+# The core header lines (and their continuation lines) anywhere in a header block, for _salvage.
+_SALVAGE_RE = re.compile(
+    r"^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:[ \t]*([^\r\n]*(?:\r?\n[ \t]+[^\r\n]*)*)",
+    re.IGNORECASE | re.MULTILINE | re.ASCII,
+)
+_FOLD_RE = re.compile(r"\r?\n[ \t]+")
+
+
+def _salvage(data: bytes, limits: ParserLimits) -> tuple[str, list[tuple[str, str, str]]] | None:
+    """What error_response needs from a request that failed before its headers were itemised.
+
+    Lenient and linear: a request line that starts with a method token, then every Via, From, To,
+    Call-ID and CSeq line of the header block (folded lines unfolded; a line cut off at the end of a
+    truncated message left out). Responses and unrecognisable start lines give None.
+    """
+    text = data[: limits.max_message_size].lstrip(b"\r\n").decode("utf-8", _SURR)
+    end = text.find("\r\n\r\n")
+    if end == -1:
+        end = text.find("\n\n")
+    text = text[:end] if end != -1 else text[: text.rfind("\n") + 1]
+    newline = text.find("\n")
+    start = text if newline == -1 else text[:newline]
+    method, space, _ = start.partition(" ")
+    if not space or not is_token(method) or method[:4].upper() == "SIP/":
+        return None
+    items = [
+        (header_key(name), name, _FOLD_RE.sub(" ", value).strip(" \t"))
+        for name, value in _SALVAGE_RE.findall(text, max(newline, 0))
+    ]
+    return method, items
 
 
 def error_response(exc: SipParseError, source: tuple[str, int] | None = None) -> Response | None:
