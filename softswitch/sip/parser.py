@@ -13,6 +13,7 @@ The typed values of the core headers are parsed here, once, and cached in the me
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -26,7 +27,14 @@ from softswitch.sip.headers import (
     parse_name_addr_list,
     parse_via_list,
 )
-from softswitch.sip.message import Headers, Request, Response, _call_id_value, _int_value
+from softswitch.sip.message import (
+    REASON_PHRASES,
+    Headers,
+    Request,
+    Response,
+    _call_id_value,
+    _int_value,
+)
 from softswitch.sip.uri import SipUri, parse_uri
 
 __all__ = ["DEFAULT_LIMITS", "ParserLimits", "error_response", "parse_message"]
@@ -334,38 +342,71 @@ def _salvage(data: bytes, limits: ParserLimits) -> tuple[str, list[tuple[str, st
     return method, items
 
 
+# sent-protocol and something host-like: enough of a Via to echo back when parse_via_list refuses the
+# rest of it (RFC 4475 §3.1.2.1 sends "SIP/2.0/UDP 192.0.2.15;;,;,," and expects a 400).
+_VIA_HEAD_RE = re.compile(r"[ \t]*SIP[ \t]*/[ \t]*[0-9.]+[ \t]*/[ \t]*" + TOKEN + r"[ \t]+[^\s;,]+", re.ASCII)
+_TAG_PARAM_RE = re.compile(r";[ \t]*tag[ \t]*=", re.IGNORECASE)
+_NOT_PRINTABLE_ASCII_RE = re.compile(r"[^\x20-\x7e]")
+
+
 def error_response(exc: SipParseError, source: tuple[str, int] | None = None) -> Response | None:
     """The response the edge sends for a malformed request, or None when it cannot be answered.
 
-    An answer needs a parseable top Via to be routed back, and the From, To, Call-ID and CSeq lines to
-    copy (§8.2.6.2). ACKs are never answered. The reason phrase says what was wrong.
+    An answer needs a top Via to be routed back, and the From, To, Call-ID and CSeq lines to copy
+    (§8.2.6.2); with those missing the answer would itself be malformed. ACKs are never answered.
+    The reason phrase is the standard one followed by what was wrong, in printable ASCII:
+    `400 Bad Request (malformed CSeq '1x REGISTER')`. Every Via line is copied; of the other four,
+    the first of each. A To without a tag gets one derived from the request (§8.2.6.2; the same for
+    a retransmission, as §8.2.7 asks of a stateless answer). With `source` (the address the request
+    came from) the top Via gets `received`/`rport` (RFC 3581 §4) when it can be parsed.
     """
     if exc.basis is None:
         return None
     method, items = exc.basis
     if method == "ACK":
         return None
-    keys = {item[0] for item in items}
-    if not all(key in keys for key in _REQUIRED):
+    vias = [value for key, _, value in items if key == "via"]
+    first: dict[str, str] = {}
+    for key, _, value in items:
+        if key in _REQUIRED and key != "via":
+            first.setdefault(key, value)
+    if not vias or len(first) < len(_REQUIRED) - 1:
         return None
     try:
-        parse_via_list(next(v for k, _, v in items if k == "via"))
+        top_line = parse_via_list(vias[0])
     except SipParseError:
-        return None
-    copied = [item for item in items if item[0] in _REQUIRED]
-    if source is not None:
+        if not _VIA_HEAD_RE.match(vias[0]):
+            return None
+        top_line = None
+    if source is not None and top_line is not None:
         # RFC 3581: the answer goes back where the request came from, so say so in the top Via.
-        first = next(i for i, item in enumerate(copied) if item[0] == "via")
-        vias = parse_via_list(copied[first][2])
-        top = vias[0]
+        top = top_line[0]
         if top.host != source[0] or "rport" in top.params:
             top.params["received"] = source[0]
         if "rport" in top.params:
             top.params["rport"] = str(source[1])
-        copied[first] = ("via", "Via", ", ".join(str(v) for v in vias))
-    phrase = f"Bad Request ({exc.reason})" if exc.status == 400 else None
-    if phrase is not None:
-        phrase = "".join(ch if ch.isprintable() else "?" for ch in phrase)[:120]
-    response = Response(exc.status, phrase, Headers._from_keyed(copied))
-    response.headers.add("Content-Length", "0")
-    return response
+        vias[0] = ", ".join(str(v) for v in top_line)
+    to = first["to"]
+    try:
+        has_tag = parse_name_addr(to).tag is not None
+    except SipParseError:
+        has_tag = _TAG_PARAM_RE.search(to) is not None  # a malformed To: echo it, tag it if we can tell
+    if not has_tag:
+        to = f"{to};tag={_stateless_tag(first, vias[0])}"
+    copied = [("via", "Via", value) for value in vias]
+    copied += [
+        ("from", "From", first["from"]),
+        ("to", "To", to),
+        ("call-id", "Call-ID", first["call-id"]),
+        ("cseq", "CSeq", first["cseq"]),
+        ("content-length", "Content-Length", "0"),
+    ]
+    phrase = f"{REASON_PHRASES.get(exc.status, 'Error')} ({exc.reason})"
+    phrase = _NOT_PRINTABLE_ASCII_RE.sub("?", phrase[:120])
+    return Response(exc.status, phrase, Headers._from_keyed(copied))
+
+
+def _stateless_tag(first: dict[str, str], top_via: str) -> str:
+    """A To tag that is the same for every retransmission of one request (§8.2.7)."""
+    seed = "\n".join((first["from"], first["call-id"], first["cseq"], top_via))
+    return hashlib.blake2s(seed.encode("utf-8", _SURR), digest_size=6).hexdigest()
