@@ -11,6 +11,7 @@ malformed message is refused before any transaction sees it.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -197,10 +198,17 @@ class Headers:
         return Headers._from_keyed(list(self._items))
 
 
+# callid = word [ "@" word ]; word = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" /
+# "'" / "~" / "(" / ")" / "<" / ">" / ":" / "\" / DQUOTE / "/" / "[" / "]" / "?" / "{" / "}")
+# Lenient: any visible ASCII character (phones put '#', '$', '=' and more than one '@' in Call-IDs);
+# no white space, controls or non-ASCII, which would make it a different Call-ID for someone else.
+_CALL_ID_RE = re.compile(r"[\x21-\x7e]+")
+
+
 def _call_id_value(value: str) -> str:
     """The Call-ID, validated (shared by `Message.call_id` and the parser's eager pass)."""
-    value = value.strip()
-    if not value or " " in value:
+    value = value.strip(" \t")
+    if _CALL_ID_RE.fullmatch(value) is None:
         raise SipParseError("malformed Call-ID", header="Call-ID")
     return value
 
