@@ -93,21 +93,23 @@ class SipUri:
         """URI equality as RFC 3261 §19.1.4 defines it (not Python `==`, which is structural)."""
         if not isinstance(other, SipUri) or self.scheme != other.scheme:
             return False
-        if _unq(self.user) != _unq(other.user) or _unq(self.password) != _unq(other.password):
+        # userinfo is compared case-sensitively, everything else case-insensitively; "characters other
+        # than those in the reserved set are equivalent to their % HEX HEX encoding".
+        if _norm(self.user) != _norm(other.user) or _norm(self.password) != _norm(other.password):
             return False
         if self.host.lower() != other.host.lower() or self.port != other.port:
             return False
+        mine = _norm_params(self.params)
+        theirs = _norm_params(other.params)
         for name in _SIGNIFICANT_PARAMS:
-            if (name in self.params) != (name in other.params):
+            if (name in mine) != (name in theirs):
                 return False
-        for name, value in self.params.items():
-            if name in other.params:
-                theirs = other.params[name]
-                if (value or "").lower() != (theirs or "").lower():
-                    return False
-        mine = {k.lower(): unquote(v) for k, v in self.headers.items()}
-        theirs_h = {k.lower(): unquote(v) for k, v in other.headers.items()}
-        return mine == theirs_h
+        for name, value in mine.items():
+            if name in theirs and value != theirs[name]:
+                return False
+        mine_h = {(_norm(k) or "").lower(): _norm(v) for k, v in self.headers.items()}
+        theirs_h = {(_norm(k) or "").lower(): _norm(v) for k, v in other.headers.items()}
+        return mine_h == theirs_h
 
     @classmethod
     def parse(cls, text: str) -> SipUri:
@@ -117,8 +119,32 @@ class SipUri:
         return uri
 
 
-def _unq(value: str | None) -> str | None:
-    return None if value is None else unquote(value)
+_ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
+# §25 reserved, plus "%" itself: "%2541" must stay "%2541", never become the escape "%41" (RFC 4475
+# §3.1.1.3: unescaping is never recursive).
+_RESERVED = frozenset(";/?:@&=+$,%")
+
+
+def _unescape_unreserved(match: re.Match[str]) -> str:
+    char = chr(int(match.group(1), 16))
+    if " " <= char <= "~" and char not in _RESERVED:
+        return char
+    return "%" + match.group(1).upper()
+
+
+def _norm(value: str | None) -> str | None:
+    """The §19.1.4 comparison form: escapes of non-reserved printable ASCII decoded, others upper-case.
+
+    Unlike urllib's unquote, an escaped reserved character stays distinct from the raw one ("a%3Bb" is
+    not "a;b"), and escapes that are not UTF-8 stay distinct from each other ("%FE" is not "%FF").
+    """
+    if value is None or "%" not in value:
+        return value
+    return _ESCAPE_RE.sub(_unescape_unreserved, value)
+
+
+def _norm_params(params: dict[str, str | None]) -> dict[str, str]:
+    return {(_norm(k) or "").lower(): (_norm(v) or "").lower() for k, v in params.items()}
 
 
 @dataclass(slots=True)
