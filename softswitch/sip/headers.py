@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from softswitch.sip.errors import SipParseError
-from softswitch.sip.uri import SipUri, Uri, parse_uri
+from softswitch.sip.uri import SipUri, Uri, is_ipv6, parse_uri
 
 __all__ = [
     "COMPACT_FORMS",
@@ -227,6 +227,8 @@ def parse_via(text: str) -> Via:
         raise SipParseError(f"unsupported Via protocol {name}/{version}", header="Via")
     if host.startswith("["):
         host = host[1:-1]
+        if not is_ipv6(host):
+            raise SipParseError(f"malformed IPv6 address in Via {host[:60]!r}", header="Via")
     try:
         params = parse_params(text[match.end() :])
     except SipParseError as exc:

@@ -9,6 +9,7 @@ Not here: resolving a URI to a transport, address and port (RFC 3263) — that i
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote
@@ -288,7 +289,7 @@ def _hostport(hostport: str, source: str) -> tuple[str, int | None]:
             raise SipParseError(f"unterminated IPv6 reference in {source!r}")
         host = hostport[1:close]
         tail = hostport[close + 1 :]
-        if not _IPV6_RE.match(host) or ":" not in host:
+        if not is_ipv6(host):
             raise SipParseError(f"malformed IPv6 address in {source!r}")
         if tail:
             if not tail.startswith(":"):
@@ -301,6 +302,17 @@ def _hostport(hostport: str, source: str) -> tuple[str, int | None]:
         if not host or not _HOST_RE.match(host):
             raise SipParseError(f"malformed host in {source!r}")
     return host, port
+
+
+def is_ipv6(text: str) -> bool:
+    """True for an IPv6 address as §25 IPv6address allows (hex groups, "::", a dotted IPv4 tail)."""
+    if not _IPV6_RE.match(text) or ":" not in text:  # also keeps zone ids ("%eth0") out
+        return False
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _port(text: str, source: str) -> int:
