@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from functools import partial
 
 from softswitch.sip.flow import Flow
 from softswitch.sip.message import Request, Response, new_branch
@@ -126,17 +127,11 @@ def main() -> None:
     n = parser.parse_args().n
     for parse in (False, True):
         suffix = " + parsing" if parse else ""
-        report(f"NIST REGISTER -> 200 -> Timer J{suffix}", n, lambda p=parse: nist_cycle(n, parse=p))
-        report(
-            f"ICT INVITE -> 100/180/200 -> Timer M{suffix}",
-            n,
-            lambda p=parse: ict_cycle(n, statuses=(100, 180, 200), parse=p),
-        )
-        report(
-            f"ICT INVITE -> 486 + ACK -> Timer D{suffix}",
-            n,
-            lambda p=parse: ict_cycle(n, statuses=(486,), parse=p),
-        )
+        report(f"NIST REGISTER -> 200 -> Timer J{suffix}", n, partial(nist_cycle, n, parse=parse))
+        ok = partial(ict_cycle, n, statuses=(100, 180, 200), parse=parse)
+        report(f"ICT INVITE -> 100/180/200 -> Timer M{suffix}", n, ok)
+        busy = partial(ict_cycle, n, statuses=(486,), parse=parse)
+        report(f"ICT INVITE -> 486 + ACK -> Timer D{suffix}", n, busy)
 
 
 if __name__ == "__main__":
