@@ -82,17 +82,21 @@ class BufferPort:
     """A bounded FIFO port: `put_frame` accepts any number of samples, `get_frame` returns 160 at a time.
 
     Overflow policy: when more than `max_samples` are waiting, the oldest samples are dropped (counted in
-    `samples_dropped`) so latency stays bounded; an underrun returns None (counted in `underruns`).
+    `samples_dropped`) so latency stays bounded; an underrun returns None (counted in `underruns`). With
+    `prefill`, output starts (and restarts after an underrun) only once that many samples are waiting: a
+    minimal jitter buffer for audio that arrives with network timing and leaves with the media clock's.
 
     >>> buf = BufferPort()
     >>> buf.put_frame(np.ones(240, np.int16)); buf.get_frame().shape, buf.get_frame()
     ((160,), None)
     """
 
-    def __init__(self, *, max_samples: int = 5 * FRAME_SAMPLES) -> None:
+    def __init__(self, *, max_samples: int = 5 * FRAME_SAMPLES, prefill: int = 0) -> None:
         self.max_samples = max_samples
+        self.prefill = prefill
         self._chunks: deque[Frame] = deque()
         self._available = 0
+        self._primed = prefill == 0
         self.samples_dropped = 0
         self.underruns = 0
 
@@ -124,8 +128,13 @@ class BufferPort:
             excess -= cut
 
     def get_frame(self) -> Frame | None:
+        if not self._primed:
+            if self._available < max(self.prefill, FRAME_SAMPLES):
+                return None
+            self._primed = True
         if self._available < FRAME_SAMPLES:
             self.underruns += 1
+            self._primed = self.prefill == 0
             return None
         head = self._chunks[0]
         if len(head) == FRAME_SAMPLES:

@@ -603,9 +603,13 @@ class RelaySession:
         L.taps.append(t)
         return t
 
-    def audio_port(self, leg: Leg, *, max_frames: int = 5) -> BufferPort:
-        """A port that yields what `leg` says as 20 ms frames (for the mixer); backed by a tap."""
-        port = BufferPort(max_samples=max_frames * 160)
+    def audio_port(self, leg: Leg, *, max_frames: int = 5, prefill_frames: int = 2) -> BufferPort:
+        """A port that yields what `leg` says as 20 ms frames (for the mixer); backed by a tap.
+
+        `prefill_frames` of audio are buffered before the first frame (and after an underrun) to absorb
+        network jitter; `max_frames` bounds the latency (older audio is dropped).
+        """
+        port = BufferPort(max_samples=max_frames * 160, prefill=prefill_frames * 160)
         self.tap(leg, into=port)
         return port
 

@@ -55,6 +55,17 @@ def test_buffer_port_rechunks_and_bounds_latency() -> None:
     assert np.concatenate(frames).tolist() == [0] * 280 + [1] * 200
 
 
+def test_buffer_port_prefill_absorbs_jitter() -> None:
+    buf = BufferPort(prefill=320)
+    buf.put_frame(np.ones(160, np.int16))
+    assert buf.get_frame() is None and buf.underruns == 0  # waiting for 40 ms of audio
+    buf.put_frame(np.ones(160, np.int16))
+    assert buf.get_frame() is not None and buf.get_frame() is not None
+    assert buf.get_frame() is None and buf.underruns == 1  # ran dry: prefill again
+    buf.put_frame(np.ones(160, np.int16))
+    assert buf.get_frame() is None
+
+
 def test_looping_player_wraps_without_gaps() -> None:
     sound = Sound(np.arange(1000, dtype=np.int16))
     moh = LoopingPlayer(sound)

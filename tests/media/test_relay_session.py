@@ -421,13 +421,15 @@ def test_tap_bounds_and_undecodable_payloads() -> None:
 
 def test_audio_port_feeds_frames_for_the_mixer() -> None:
     s = session()
-    port = s.audio_port(Leg.B)
+    port = s.audio_port(Leg.B, prefill_frames=2)
     assert isinstance(port, BufferPort)
     b = Phone(0xB)
     s.on_packet(Leg.B, b.packet(PCMU.encode(np.full(160, 1000, np.int16))), B_NAT, now=0.0)
+    assert port.get_frame() is None  # prefilling: one frame is not enough yet
+    s.on_packet(Leg.B, b.packet(PCMU.encode(np.full(160, 2000, np.int16))), B_NAT, now=0.02)
     frame = port.get_frame()
     assert frame is not None and abs(int(frame[0]) - 1000) < 40
-    assert port.get_frame() is None
+    assert port.get_frame() is not None and port.get_frame() is None
 
 
 def test_remote_media_from_sdp() -> None:
