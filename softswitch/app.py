@@ -153,7 +153,12 @@ class App:
 
         state_dir = Path(server.control_token_file).parent
         secret = load_or_create_secret(state_dir / "digest.key")
-        authenticator = DigestAuthenticator(server.domain, secret, nonce_ttl=float(server.security.nonce_ttl))
+        authenticator = DigestAuthenticator(
+            server.domain,
+            secret,
+            nonce_ttl=float(server.security.nonce_ttl),
+            algorithms=tuple(server.security.digest_algorithms),
+        )
         guard = Guard(
             failures=server.security.auth_failures,
             window=float(server.security.auth_window),
@@ -286,7 +291,7 @@ class App:
 
     def _lookup_credentials(self, username: str, algorithm: str) -> str | None:
         md5, sha256 = self.settings.credentials_for(username)
-        return sha256 if algorithm.upper().startswith("SHA-256") else md5
+        return {"MD5": md5, "SHA-256": sha256}.get(algorithm.upper())
 
     # -- endpoint events ---------------------------------------------------------------------------------
 

@@ -471,6 +471,15 @@ class SecuritySettings(_Model):
     ban_time: float = Field(
         default=600, ge=0, description="Seconds a banned source is ignored; 0 turns banning off."
     )
+    # RFC 8760 lets a server offer several algorithms in its order of preference; a phone answers the first
+    # one it supports. Many phones and test tools (sipp 3.6, sipsak) only do MD5 and some give up on the
+    # first challenge they cannot use, so MD5 comes first by default; put SHA-256 first (or alone) when
+    # every phone supports it.
+    digest_algorithms: tuple[Literal["MD5", "SHA-256"], ...] = Field(
+        default=("MD5", "SHA-256"),
+        min_length=1,
+        description="Digest algorithms offered in 401 challenges, most preferred first (RFC 8760).",
+    )
 
 
 class ServerSettings(_Model):
