@@ -87,17 +87,21 @@ _SURR = "surrogateescape"
 class Headers:
     """Ordered header fields: (key, name as written, value). Lookup is by `header_key(name)`."""
 
-    __slots__ = ("_cache", "_items")
+    __slots__ = ("_cache", "_items", "_raw")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str, str]] = [(header_key(n), n, v) for n, v in items]
         self._cache: dict[str, Any] = {}
+        # The header lines exactly as received (bytes, each line ending in CRLF), kept by the parser
+        # so that unmodified headers serialise byte-for-byte; every mutation drops it.
+        self._raw: bytes | None = None
 
     @classmethod
     def _from_keyed(cls, items: list[tuple[str, str, str]]) -> Headers:
         headers = cls.__new__(cls)
         headers._items = items
         headers._cache = {}
+        headers._raw = None
         return headers
 
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -156,10 +160,12 @@ class Headers:
     def add(self, name: str, value: str) -> None:
         self._items.append((header_key(name), canonical_name(name), value))
         self._cache.clear()
+        self._raw = None
 
     def prepend(self, name: str, value: str) -> None:
         self._items.insert(0, (header_key(name), canonical_name(name), value))
         self._cache.clear()
+        self._raw = None
 
     def set(self, name: str, value: str) -> None:
         """Replace every `name` line by one, where the first one was (or at the end)."""
@@ -177,11 +183,13 @@ class Headers:
             out.append((key, canonical_name(name), value))
         self._items = out
         self._cache.clear()
+        self._raw = None
 
     def remove(self, name: str) -> None:
         key = header_key(name)
         self._items = [item for item in self._items if item[0] != key]
         self._cache.clear()
+        self._raw = None
 
     def replace_values(self, name: str, values: list[str]) -> None:
         """Replace all `name` lines by one line per value, at the position of the first."""
@@ -193,9 +201,12 @@ class Headers:
         rest[first:first] = [(key, canon, v) for v in values]
         self._items = rest
         self._cache.clear()
+        self._raw = None
 
     def copy(self) -> Headers:
-        return Headers._from_keyed(list(self._items))
+        headers = Headers._from_keyed(list(self._items))
+        headers._raw = self._raw
+        return headers
 
 
 # callid = word [ "@" word ]; word = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" /
@@ -330,6 +341,14 @@ class Message:
         self.headers.set("Content-Length", str(len(body)))
 
     def _serialize(self, start_line: str) -> bytes:
+        headers = self.headers
+        if headers._raw is not None:
+            # Parsed and unmodified: the header lines as received, folding and spacing included.
+            if any(key == "content-length" for key, _, _ in headers._items):
+                tail = b"\r\n"
+            else:
+                tail = f"Content-Length: {len(self.body)}\r\n\r\n".encode()
+            return start_line.encode("utf-8", _SURR) + b"\r\n" + headers._raw + tail + self.body
         parts = [start_line, "\r\n"]
         has_length = False
         for key, name, value in self.headers._items:

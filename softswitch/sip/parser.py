@@ -144,7 +144,8 @@ def _parse(data: bytes, limits: ParserLimits) -> Request | Response:
             raise SipParseError("malformed request line")
         method, uri_text, version = match.groups()
 
-    items = _fast_items(text, first + 2, limits) if lines is None else None
+    crlf = lines is None
+    items = _fast_items(text, first + 2, limits) if crlf else None
     if items is None:
         if lines is None:
             lines = text[:-2].split("\r\n")
@@ -154,6 +155,8 @@ def _parse(data: bytes, limits: ParserLimits) -> Request | Response:
         raise _basis(SipParseError(f"unsupported version {version}", status=505), method, items)
 
     headers = Headers._from_keyed(items)
+    if crlf:
+        headers._raw = data[data.find(b"\r\n") + 2 : end + 2]  # serialised as is until modified
     msg: Request | Response
     if is_response:
         status = int(match.group(2))
