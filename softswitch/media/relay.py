@@ -644,6 +644,11 @@ class RelaySession:
         """The stream `leg` receives from us (SSRC, last sequence number and timestamp)."""
         return self._leg(leg).sender
 
+    @property
+    def has_events(self) -> bool:
+        """True when `events()` would return something (cheap; for the edge's per-packet check)."""
+        return bool(self._events)
+
     def events(self) -> list[RelayEvent]:
         """Drain the events produced since the last call."""
         out, self._events = self._events, []
