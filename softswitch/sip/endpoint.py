@@ -286,9 +286,19 @@ class Endpoint:
         host = f"[{host}]" if ":" in host else host
         return f"SIP/2.0/{flow.via_transport} {host}:{port};branch={new_branch()};rport"
 
+    def contact_for(self, flow: Flow) -> str:
+        """Our Contact URI for requests and responses leaving on `flow` (without angle brackets)."""
+        host, port = self.config.advertise.get(flow.transport, flow.local)
+        host = f"[{host}]" if ":" in host else host
+        scheme = "sips" if flow.transport == "tls" else "sip"
+        suffix = "" if flow.transport == "udp" else f";transport={flow.transport}"
+        return f"{scheme}:softswitch@{host}:{port}{suffix}"
+
     def send_request(self, request: Request, flow: Flow, *, now: float) -> ClientTransaction:
-        tx = self.transactions.send_request(request, flow, now=now)
-        return tx
+        return self.transactions.send_request(request, flow, now=now)
+
+    def send_stateless(self, message: Request | Response, flow: Flow) -> None:
+        self.transactions.send_stateless(message, flow)
 
     def respond(self, tx: ServerTransaction, response: Response, *, now: float) -> None:
         self.transactions.respond(tx, response, now=now)
@@ -407,31 +417,11 @@ class Endpoint:
         if unsupported:
             self._reply(tx, 420, None, now, headers=[("Unsupported", ", ".join(unsupported))])
             return
-        source = tx.flow.remote[0]
-        authorization = request.headers.get("authorization")
-        if authorization is None:
-            self._challenge(tx, now, stale=False)
+        user = self.authenticate(tx, now=now)
+        if user is None:
             return
-        try:
-            credentials = parse_credentials(authorization)
-        except AuthParseError as exc:
-            self._reply(tx, 400, f"Bad Request (Authorization: {exc})", now)
-            return
-        if self.guard.check(source, now=now) is Verdict.THROTTLE:
-            # Too many recent failures from this address: refuse without looking at the password, so
-            # guessing teaches nothing; the refusal counts as one more failure (guard.py).
-            self._auth_failed(tx, source, credentials.username, "throttled", now)
-            return
-        result = self.auth.verify("REGISTER", credentials, lookup=self.credentials, now=now)
-        if result.outcome in (AuthOutcome.STALE, AuthOutcome.REPLAY):
-            self._challenge(tx, now, stale=True)
-            return
-        if not result.ok:
-            self._auth_failed(tx, source, credentials.username, result.outcome.name.lower(), now)
-            return
-        self.guard.record_success(source, now=now)
         outcome = self.registrar.register(
-            request, tx.flow, user=result.username, to_tag=new_tag(), now=now, wall=now + self.wall_offset
+            request, tx.flow, user=user, to_tag=new_tag(), now=now, wall=now + self.wall_offset
         )
         if outcome.changed:
             token = next(self._tokens)
@@ -441,6 +431,39 @@ class Endpoint:
                 self._schedule_qualify(binding, now)
             return
         self.transactions.respond(tx, outcome.response, now=now)
+
+    def authenticate(self, tx: ServerTransaction, *, now: float) -> str | None:
+        """Digest-authenticate a request (RFC 3261 §22, RFC 8760).
+
+        Returns the user name, or None after answering the request itself: 401 with a challenge when it
+        carries no credentials (or a stale/replayed nonce), 403 when they are wrong — the same 403 for an
+        unknown user and a wrong password — and 400 when the Authorization header is malformed.
+        """
+        request = tx.request
+        source = tx.flow.remote[0]
+        authorization = request.headers.get("authorization")
+        if authorization is None:
+            self._challenge(tx, now, stale=False)
+            return None
+        try:
+            credentials = parse_credentials(authorization)
+        except AuthParseError as exc:
+            self._reply(tx, 400, f"Bad Request (Authorization: {exc})", now)
+            return None
+        if self.guard.check(source, now=now) is Verdict.THROTTLE:
+            # Too many recent failures from this address: refuse without looking at the password, so
+            # guessing teaches nothing; the refusal counts as one more failure (guard.py).
+            self._auth_failed(tx, source, credentials.username, "throttled", now)
+            return None
+        result = self.auth.verify(request.method, credentials, lookup=self.credentials, now=now)
+        if result.outcome in (AuthOutcome.STALE, AuthOutcome.REPLAY):
+            self._challenge(tx, now, stale=True)
+            return None
+        if not result.ok:
+            self._auth_failed(tx, source, credentials.username, result.outcome.name.lower(), now)
+            return None
+        self.guard.record_success(source, now=now)
+        return result.username
 
     def _auth_failed(
         self, tx: ServerTransaction, source: str, username: str, outcome: str, now: float
