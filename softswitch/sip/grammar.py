@@ -45,7 +45,9 @@ STATUS_LINE_RE = re.compile(r"([Ss][Ii][Pp]/\d+\.\d+) (\d{3})(?: (.*))?", re.ASC
 # IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT
 # IPv6reference = "[" IPv6address "]"
 # Lenient: underscores in host names (seen in container and SRV-derived names).
-HOSTNAME = r"[A-Za-z0-9](?:[A-Za-z0-9_\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9_\-]*[A-Za-z0-9])?)*\.?"
+# Written as alphanumeric runs joined by runs of "-"/"_", possessively: the same language as
+# alphanum *( alphanum / "-" ) alphanum per label, without backtracking through a long label.
+HOSTNAME = r"[A-Za-z0-9]++(?:[_\-]++[A-Za-z0-9]++)*+(?:\.[A-Za-z0-9]++(?:[_\-]++[A-Za-z0-9]++)*+)*+\.?"
 IPV4 = r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}"
 IPV6REF = r"\[[0-9A-Fa-f:.]+\]"
 HOST_RE = re.compile(r"(?:" + IPV6REF + "|" + IPV4 + "|" + HOSTNAME + r")", re.ASCII)
