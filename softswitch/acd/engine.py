@@ -157,7 +157,12 @@ class CallSnapshot:
     entered_at: float
     position: int | None
     step: int
+    #: Agents ringing now, or the agent talking.
     agents: tuple[str, ...]
+    #: Agents offered this call in the current round (they are tried again only after `retry`).
+    rung: tuple[str, ...] = ()
+    #: When the next round starts (the rung agents may be offered the call again).
+    retry_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -731,6 +736,8 @@ class AcdEngine:
                     position=call.queue.position(call) if in_queue else None,
                     step=call.step,
                     agents=tuple(call.offers) if call.offers else ((call.agent.id,) if call.agent else ()),
+                    rung=tuple(sorted(call.tried)),
+                    retry_at=call.deadlines.get(_Timer.RETRY),
                 )
         return AcdSnapshot(at=at, queues=queues, agents=agents, calls=call_views)
 
@@ -1182,15 +1189,18 @@ class AcdEngine:
                 if self._queues.get(queue.name) is queue and queue.present() == 0:
                     for call in list(queue.waiting_calls()):
                         self._time_out(call, "leave_empty", now)
-            elif pending_calls:
-                _order, hgen, call = heapq.heappop(pending_calls)
-                if call.hgen == hgen and call.state is CallState.WAITING:
-                    self._dispatch_call(call, now)
             elif pending_agents:
+                # Newly free agents choose first: every waiting call is already in the heaps, so each takes
+                # the best call it may serve. A pending call choosing first could take a newly free agent
+                # that a better, older call (not pending itself) was waiting for.
                 agent_id = next(iter(pending_agents))
                 agent = pending_agents.pop(agent_id)
                 if agent.status is AgentStatus.AVAILABLE:
                     self._dispatch_agent(agent, now)
+            elif pending_calls:
+                _order, hgen, call = heapq.heappop(pending_calls)
+                if call.hgen == hgen and call.state is CallState.WAITING:
+                    self._dispatch_call(call, now)
             else:
                 return
 
@@ -1216,15 +1226,10 @@ class AcdEngine:
                 return
             if not call.tried or call.deadlines.get(_Timer.RETRY) is not None:
                 return
-            # Everyone eligible was rung this round. Ring them again after `retry` (Asterisk's retry).
-            tried_available = any(
-                (agent := self._agents.get(agent_id)) is not None
-                and agent.status is AgentStatus.AVAILABLE
-                and agent.serves.get(queue.name, step + 1) <= step
-                for agent_id in call.tried
-            )
-            if not tried_available:
-                return
+            # Everyone eligible and free was rung this round. A new round starts after `retry` (Asterisk's
+            # retry), whether or not those agents are free now: until then they prefer other calls, after
+            # it they may take this one again. Without the deadline an agent rung once would skip the call
+            # for good.
             if queue.config.retry > 0:
                 self._set_call_timer(call, _Timer.RETRY, now + queue.config.retry)
                 return

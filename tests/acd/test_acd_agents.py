@@ -252,3 +252,16 @@ def test_queue_event_rows_for_a_complete_call():
         QueueEvent(66.0, k.COMPLETE_AGENT, "q", "c1", "a", wait=4.0, duration=60.0),
         QueueEvent(71.0, k.WRAP_UP, "q", "c1", "a", duration=5.0, detail="wrap_up_timer"),
     ]
+
+
+def test_agent_who_missed_a_call_and_paused_gets_it_after_resuming():
+    """Regression: the retry round was only scheduled when the agent rung was free, so an agent that missed,
+    got auto-paused and resumed skipped the call until max_wait."""
+    engine = engine_with([QueueConfig("q", max_missed=1, retry=5)], [AgentConfig("a")])
+    engine.call_arrived("c1", "q", now=0.0)
+    run_until(engine, 20.0)  # no answer: a is auto-paused
+    assert engine.agent_status("a") == AgentStatus.PAUSED
+    run_until(engine, 25.0)  # the new round starts
+    engine.actions()
+    engine.agent_resume("a", now=100.0)
+    assert engine.actions() == [OfferCall("c1", "a", 120.0)]

@@ -230,3 +230,21 @@ def test_ring_all_requeues_when_every_ring_fails_and_rings_again_after_retry():
     run_until(engine, 21.0)  # b rings out at 21
     assert engine.next_deadline() == 26.0
     assert run_until(engine, 26.0) == [OfferCall("c1", "a", 46.0), OfferCall("c1", "b", 46.0)]
+
+
+def test_agent_freed_as_a_worse_call_requeues_takes_the_better_call():
+    """Regression (found by the property test): a ring timeout and a relax step due at the same instant.
+
+    The worse call re-queued and grabbed the agent it had just rung; the better call, which the agent had
+    become eligible for at that same instant, kept waiting.
+    """
+    queues = [
+        QueueConfig("vip", skills={"x": 1, "y": 1}, relax=(RelaxStep(20, {"y": 0}),), priority=10),
+        QueueConfig("normal", skills={"x": 5}, retry=0, max_missed=0),
+    ]
+    engine = engine_with(queues, [AgentConfig("a0", {"x": 7})])
+    engine.call_arrived("better", "vip", now=1.0)
+    engine.call_arrived("worse", "normal", now=1.0)
+    assert only(engine.actions(), OfferCall) == [OfferCall("worse", "a0", 21.0)]
+    engine.handle_timer(now=21.0)  # better relaxes to x>=1; a0's ring for worse times out
+    assert only(engine.actions(), OfferCall) == [OfferCall("better", "a0", 41.0)]
