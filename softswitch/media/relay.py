@@ -18,7 +18,10 @@ RTP it sends us ("symmetric RTP", RFC 4961) and every other source is refused. T
    the usual case behind NAT: RTP and SIP leave the same public address). Any other source latches after
    `probation` (default 4) consecutive packets with one SSRC and consecutive sequence numbers; candidates
    are tracked per source so an interleaving outsider cannot reset the phone's count. Until then the leg's
-   packets are dropped (`dropped_learning`) and what we send it goes to its SDP address.
+   packets are dropped (`dropped_learning`) and what we send it goes to its SDP address. The residual
+   risk is the race at call start: without a preferred source, an outsider who knows the fresh port and
+   sends `probation` well-formed packets before the phone does wins (Asterisk's learning has the same
+   window). Passing `signalling_host` closes it for phones behind NAT, so callflow should always pass it.
 2. Latched. Only the latched address is accepted; anything else is dropped and counted (`dropped_foreign`).
    The latched source may change SSRC, payload type or sequence numbering freely (re-INVITEs do that).
 3. Re-latching happens in two cases only:

@@ -31,7 +31,7 @@ from typing import Final
 
 from softswitch.media.g711 import Codec
 from softswitch.media.port import EncodedSource, MediaPort
-from softswitch.media.rtp import rewrite_header, seq_diff, seq_newer
+from softswitch.media.rtp import rewrite_header, seq_diff, seq_newer, ts_newer
 
 __all__ = ["Address", "OutboundStream", "Send", "StreamSender"]
 
@@ -130,12 +130,13 @@ class StreamSender:
         out_ts = (ts + self.ts_offset) & 0xFFFFFFFF
         if seq_newer(seq, self._src_last_seq):
             step = (ts - self._src_last_ts) & 0xFFFFFFFF
-            if 0 < step < self.clock_rate and seq == (self._src_last_seq + 1) & 0xFFFF:
-                self._last_step = step
+            if 0 < step <= self.clock_rate * 0.12 and seq == (self._src_last_seq + 1) & 0xFFFF:
+                self._last_step = step  # packetisation of this source (up to 120 ms)
             self._src_last_seq = seq
             self._src_last_ts = ts
         if seq_newer(out_seq, self.last_seq):
             self.last_seq = out_seq
+        if ts_newer(out_ts, self.last_ts):  # telephone-events repeat their start timestamp: keep the newest
             self.last_ts = out_ts
             self._last_time = now
         self.packets_sent += 1
@@ -171,6 +172,7 @@ class StreamSender:
         self._rebase = False
         self._identity = self.seq_offset == 0 and self.ts_offset == 0 and self.ssrc == ssrc
         self.last_seq = (out_seq - 1) & 0xFFFF  # so the first packet counts as newest
+        self.last_ts = (out_ts - 1) & 0xFFFFFFFF
 
     def _advance(self, now: float) -> int:
         """Timestamp units between our last packet and one sent at `now`: whole packets of wall time."""

@@ -174,3 +174,15 @@ def test_outbound_stream_prompt_finishes_and_no_destination_sends_nothing() -> N
     assert len(stream.tick(now=0.06)) == 0 and stream.done
     stream.source = None
     assert stream.tick(now=0.06) == [] and not stream.done
+
+
+def test_seam_after_dtmf_does_not_go_back_in_time() -> None:
+    sender = StreamSender()
+    for i in range(3):
+        relay(sender, 10 + i, 1000 + 160 * i, 0x1, now=0.02 * i)  # audio up to ts 1320
+    for i in range(5):  # a telephone-event started at ts 1480: every packet repeats it
+        relay(sender, 13 + i, 1480, 0x1, now=0.06 + 0.02 * i)
+    out = relay(sender, 7000, 99, 0x2, now=0.16)  # re-INVITE right after the digit
+    assert out is not None
+    assert ts_diff(out.timestamp, 1480) >= 160
+    assert out.timestamp == 1480 + 160 * 5  # 100 ms after the event's last new timestamp, whole packets

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 
 import pytest
 
@@ -73,8 +72,11 @@ def test_ticks_land_on_an_absolute_20ms_grid() -> None:
             ticker.stop()
         assert not ticker.running
         times = [t for _, t in log]
-        steps = [b - a for a, b in itertools.pairwise(times)]
-        assert steps == pytest.approx([0.02] * len(steps), abs=1e-9)  # grid times: no drift, ever
+        grid = [(t - times[0]) / 0.02 for t in times]
+        # grid times: no drift, ever; a tick skipped because a busy machine stalled the loop for more than
+        # 100 ms leaves a hole in the grid but never moves it
+        assert grid == pytest.approx([round(g) for g in grid], abs=1e-6)
+        assert round(grid[-1]) == len(times) - 1 + ticker.skipped_ticks
         ticker.remove(counter)
         assert counter not in ticker and len(ticker) == 0
 
