@@ -232,7 +232,7 @@ def _header_items(lines: list[str], limits: ParserLimits) -> list[tuple[str, str
             continue
         if folded:
             key, name, _ = items[-1]
-            items[-1] = (key, name, " ".join(folded))
+            items[-1] = (key, name, " ".join(folded).strip(" \t"))
             folded = []
         colon = line.find(":")
         if colon <= 0:
@@ -245,7 +245,7 @@ def _header_items(lines: list[str], limits: ParserLimits) -> list[tuple[str, str
             raise SipParseError("too many headers", status=513)
     if folded:
         key, name, _ = items[-1]
-        items[-1] = (key, name, " ".join(folded))
+        items[-1] = (key, name, " ".join(folded).strip(" \t"))
     return items
 
 
