@@ -148,14 +148,14 @@ def split_list(value: str) -> list[str]:
     match = _ELEMENT_RE.match
     while True:
         stop = match(value, pos).end()  # type: ignore[union-attr]
+        if stop != end and value[stop] != ",":  # only an unterminated quoted string stops it there
+            raise SipParseError("unterminated quoted string")
         item = value[pos:stop].strip()
         if not item:
             raise SipParseError("empty element in a comma-separated list")
         items.append(item)
         if stop == end:
             return items
-        if value[stop] != ",":  # only an unterminated quoted string stops the pattern elsewhere
-            raise SipParseError("unterminated quoted string")
         pos = stop + 1
 
 
