@@ -51,6 +51,10 @@ class Phone(asyncio.DatagramProtocol):
     async def expect(self) -> tuple[bytes, tuple[str, int]]:
         return await asyncio.wait_for(self.received.get(), TIMEOUT)
 
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
 
 async def phone() -> Phone:
     loop = asyncio.get_running_loop()
@@ -136,6 +140,9 @@ def test_relay_between_two_phones_with_nat_latching_and_rtcp() -> None:
             assert sockets.unroutable == 0
         finally:
             runner.close()
+            sockets.shutdown()
+            caller.close()
+            agent.close()
         assert allocator.in_use == 0
 
     run(main)
@@ -154,7 +161,8 @@ def test_media_timeout_reaches_the_event_callback() -> None:
 
         caller = await phone()
         session = RelaySession(a_port=None, b_port=None, rtp_timeout=0.2)
-        runner = RelayRunner(session, MediaSockets(), on_event=on_event)
+        sockets = MediaSockets()
+        runner = RelayRunner(session, sockets, on_event=on_event)
         port = await runner.bind(Leg.A, host=HOST, allocator=RtpPortAllocator(42200, 42299))
         try:
             session.update(Leg.A, RemoteMedia(caller.address, None, PCMU_ONLY), now=loop.time())
@@ -166,6 +174,8 @@ def test_media_timeout_reaches_the_event_callback() -> None:
             assert timeout.leg is Leg.A and timeout.silent_for >= 0.2
         finally:
             runner.close()
+            sockets.shutdown()
+            caller.close()
 
     run(main)
 
@@ -194,5 +204,7 @@ def test_music_on_hold_through_the_ticker() -> None:
         finally:
             ticker.stop()
             runner.close()
+            sockets.shutdown()
+            caller.close()
 
     run(main)
