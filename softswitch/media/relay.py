@@ -103,6 +103,7 @@ from softswitch.media.rtcp import (
 from softswitch.media.rtp import RtpPacket
 from softswitch.media.sdp import (
     Direction,
+    Negotiation,
     RtpCodec,
     SessionDescription,
     direction,
@@ -173,6 +174,14 @@ class RemoteMedia:
             direction(m, sdp),
             signalling_host,
         )
+
+
+    @classmethod
+    def from_negotiation(cls, agreed: Negotiation, *, signalling_host: str | None = None) -> RemoteMedia:
+        """From what `sdp.negotiate()` agreed: only the chosen codec (and telephone-event) are expected,
+        so local audio for this leg (`feed`) is encoded with exactly the codec the leg accepted."""
+        codecs = (agreed.codec,) if agreed.dtmf is None else (agreed.codec, agreed.dtmf)
+        return cls(agreed.remote, agreed.remote_rtcp, codecs, agreed.direction, signalling_host)
 
 
 # --- events ---------------------------------------------------------------------------------------

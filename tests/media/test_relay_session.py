@@ -32,7 +32,7 @@ from softswitch.media.rtcp import (
     serialize_compound,
 )
 from softswitch.media.rtp import RtpPacket, seq_add, ts_diff
-from softswitch.media.sdp import Direction, RtpCodec, SessionDescription
+from softswitch.media.sdp import Direction, RtpCodec, SessionDescription, negotiate
 from softswitch.media.stream import Send
 
 A_PORT, B_PORT = 20000, 20002
@@ -441,6 +441,9 @@ def test_remote_media_from_sdp() -> None:
     assert rm.address == ("10.0.0.5", 5000) and rm.rtcp_address == ("10.0.0.5", 5001)
     assert [c.payload_type for c in rm.codecs] == [8, 101]
     assert rm.direction is Direction.SENDONLY and rm.signalling_host == B_SIP_HOST
+    agreed = RemoteMedia.from_negotiation(negotiate(sdp, ("PCMA",)), signalling_host=B_SIP_HOST)
+    assert [c.name for c in agreed.codecs] == ["PCMA", "telephone-event"]
+    assert agreed.address == rm.address and agreed.direction is Direction.SENDONLY
     empty = SessionDescription.parse("v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=-\r\nt=0 0\r\n")
     assert RemoteMedia.from_sdp(empty).address is None
 
@@ -483,3 +486,37 @@ def test_outsiders_never_get_audio_through_while_the_phone_talks(
         for out in s.on_packet(Leg.B, data, source, now=now):
             assert RtpPacket.parse(out.data).payload == b"\x01" * 160
     assert s.latched(Leg.B) in (None, B_NAT)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([Leg.A, Leg.B]),
+            st.one_of(
+                st.binary(max_size=60),
+                st.builds(
+                    lambda pt, seq, ssrc, body: RtpPacket(pt, seq, seq * 160, ssrc, body).serialize(),
+                    st.sampled_from([0, 8, 101, 13, 111]),
+                    st.integers(0, 0xFFFF),
+                    st.integers(0, 3),
+                    st.binary(max_size=40),
+                ),
+            ),
+            st.sampled_from([A_SDP, B_NAT, OUTSIDER, (A_SDP[0], A_SDP[1] + 1)]),
+            st.booleans(),
+        ),
+        max_size=40,
+    )
+)
+def test_any_datagram_on_any_port_is_handled_without_raising(
+    datagrams: list[tuple[Leg, bytes, tuple[str, int], bool]],
+) -> None:
+    s = session()
+    s.tap(Leg.A)
+    s.start(now=0.0)
+    for i, (leg, data, source, rtcp) in enumerate(datagrams):
+        for out in s.on_packet(leg, data, source, now=0.01 * i, rtcp=rtcp):
+            assert out.local_port in (A_PORT, A_PORT + 1, B_PORT, B_PORT + 1)
+        s.handle_timer(now=0.01 * i)
+    s.events()
