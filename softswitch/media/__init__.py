@@ -23,7 +23,7 @@ A queued call, as callflow.py would drive it (`pa`/`pb` are ports app.py bound w
     offer_b = offer_for(address=public, port=pb, origin=to_agent, codecs=(agreed.codec.name,))
     # ... the agent's 200 OK carries answer_b:
     call.update(Leg.B, RemoteMedia.from_sdp(answer_b, signalling_host=agent_ip), now=now)
-    call.feed(Leg.A, None)                                          # music stops, the agent is heard, seamlessly
+    call.feed(Leg.A, None)                                          # music stops; the agent is heard
 
     # a re-INVITE from either side: anchor() its SDP for the other side, update() the leg that sent it
     # events: DtmfEvent -> ACD / feature codes, MediaTimeout -> hang up with its .reason, RtcpBye, Latched
