@@ -561,8 +561,9 @@ class RelaySession:
     ) -> None:
         """Make `leg` hear `source` (packetised by `tick()`) instead of the other leg; None resumes relaying.
 
-        The codec defaults to the first G.711 codec in the leg's SDP, with the leg's payload type number.
-        The stream the leg receives keeps its SSRC and numbering either way.
+        The codec defaults to the first G.711 codec in the leg's SDP, with the leg's payload type number;
+        it is fixed when local audio starts (feeding another port only swaps the source; to change codec,
+        `feed(leg, None)` first). The stream the leg receives keeps its SSRC and numbering either way.
         """
         L = self._leg(leg)
         if source is None:
