@@ -12,6 +12,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -133,7 +134,7 @@ def main() -> None:
     ]
     base_us = 0.0
     for label, kw in rows:
-        best, median = best_of(repeats, lambda kw=kw: relay_pps(packets, **kw))
+        best, median = best_of(repeats, partial(relay_pps, packets, **kw))
         us = best / n_packets * 1e6
         base_us = base_us or us
         pps = n_packets / best
@@ -151,7 +152,8 @@ def main() -> None:
 
     print("Mixer.tick, conference of N (everyone hears everyone else), per 20 ms tick:")
     for n in (3, 10, 30, 100):
-        best, _ = best_of(repeats, lambda n=n: mixer_tick_cost(n, ticks) * ticks)
+        best, _ = best_of(repeats, partial(mixer_tick_cost, n, ticks))
+        best *= ticks
         per_tick = best / ticks
         print(
             f"  N={n:3d}  {per_tick * 1e6:8.1f} us/tick  = {per_tick / 0.02 * 100:5.2f} % of one core"
@@ -166,7 +168,8 @@ def main() -> None:
         ("RelaySession.feed + tick (the call path), pre-encoded", dict(pre_encoded=True, via_relay=True)),
     ]
     for label, kw in cases:
-        best, _ = best_of(repeats, lambda kw=kw: moh_tick_cost(300, ticks, **kw) * ticks)
+        best, _ = best_of(repeats, partial(moh_tick_cost, 300, ticks, **kw))
+        best *= ticks
         per_tick = best / ticks
         print(f"  {label:55s} {per_tick * 1e6:8.0f} us/tick = {per_tick / 0.02 * 100:5.1f} % of one core")
     print("  (budget: 300 waiting callers under half a core = 50 %; socket sendto not included)")

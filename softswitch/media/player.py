@@ -176,7 +176,7 @@ def resample(samples: npt.ArrayLike, src_rate: int, dst_rate: int) -> npt.NDArra
         x = np.convolve(x, taps, mode="same")
     count = int(len(x) * dst_rate / src_rate)
     positions = np.arange(count) * (src_rate / dst_rate)
-    return np.interp(positions, np.arange(len(x)), x)
+    return np.asarray(np.interp(positions, np.arange(len(x)), x), dtype=np.float64)
 
 
 def load_sound(path: str | PathLike[str], *, name: str | None = None) -> Sound:
@@ -184,7 +184,7 @@ def load_sound(path: str | PathLike[str], *, name: str | None = None) -> Sound:
 
     Raises `SoundFileError` naming the file when it cannot be read or holds no audio.
     """
-    import soundfile  # a load-time dependency only; see the module docstring
+    import soundfile  # type: ignore[import-untyped]  # load-time only; see the module docstring
 
     try:
         data, rate = soundfile.read(str(path), dtype="float64", always_2d=True)

@@ -278,12 +278,14 @@ class RelayRunner:
         self._loop = asyncio.get_running_loop()
         self._allocator = allocator
         last_error: OSError | None = None
+
+        def on_datagram(data: bytes, source: Address, rtcp: bool) -> None:
+            self._datagram(leg, data, source, rtcp)
+
         for _ in range(attempts):
             port = allocator.allocate(now=self._loop.time())
             try:
-                transport = self.sockets.open(
-                    host, port, lambda data, src, rtcp, leg=leg: self._datagram(leg, data, src, rtcp)
-                )
+                transport = self.sockets.open(host, port, on_datagram)
             except OSError as exc:  # taken by someone else: leave it in quarantine and try the next one
                 last_error = exc
                 allocator.release(port, now=self._loop.time())

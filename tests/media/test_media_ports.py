@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile
+import soundfile  # type: ignore[import-untyped]
 
 from softswitch.media.player import LoopingPlayer, PromptPlayer, Sound, SoundFileError, load_sound, resample
 from softswitch.media.port import BufferPort, EncodedSource, MediaPort, NullPort, silence

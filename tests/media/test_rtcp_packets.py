@@ -11,6 +11,7 @@ from softswitch.media.rtcp import (
     RawRtcp,
     ReceiverReport,
     ReportBlock,
+    RtcpPacket,
     SdesChunk,
     SdesItem,
     SenderReport,
@@ -116,7 +117,7 @@ def test_any_bytes_parse_or_raise_value_error(data: bytes) -> None:
     lost=st.integers(-(1 << 23), (1 << 23) - 1),
 )
 def test_round_trip_property(ssrc: int, cname: str, reason: str | None, lost: int) -> None:
-    packets = [
+    packets: list[RtcpPacket] = [
         SenderReport(ssrc, 1, 2, 3, 4, [ReportBlock(ssrc ^ 1, packets_lost=lost)]),
         SourceDescription([SdesChunk(ssrc, [(SdesItem.CNAME, cname.encode())])]),
         Bye([ssrc], reason),
