@@ -27,7 +27,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -49,6 +49,7 @@ from softswitch.sip.transaction import (
     StrayResponse,
     TransactionLayer,
     TransactionTimedOut,
+    TransportFailed,
 )
 from softswitch.sip.uri import SipUri
 
@@ -300,6 +301,12 @@ class Endpoint:
     def send_stateless(self, message: Request | Response, flow: Flow) -> None:
         self.transactions.send_stateless(message, flow)
 
+    def cancel(
+        self, tx: ClientTransaction, *, now: float, headers: Iterable[tuple[str, str]] = ()
+    ) -> ClientTransaction | None:
+        """CANCEL an INVITE we sent (§9.1); `headers` go into the CANCEL (a Reason, RFC 3326)."""
+        return self.transactions.cancel(tx, now=now, headers=headers)
+
     def respond(self, tx: ServerTransaction, response: Response, *, now: float) -> None:
         self.transactions.respond(tx, response, now=now)
 
@@ -332,7 +339,7 @@ class Endpoint:
                     else:
                         self._count("stray_response")
                 case TransactionTimedOut(tx=tx):
-                    self._on_timeout(tx, now)
+                    self._on_timeout(tx, now, transport=isinstance(event, TransportFailed))
                 case _:
                     pass
         self._collect()
@@ -562,12 +569,21 @@ class Endpoint:
         if self.usage is not None:
             self.usage.on_response(tx, response, now=now)
 
-    def _on_timeout(self, tx: ClientTransaction | ServerTransaction, now: float) -> None:
+    def _on_timeout(
+        self, tx: ClientTransaction | ServerTransaction, now: float, *, transport: bool = False
+    ) -> None:
         probe = getattr(tx, "user_data", None)
         if isinstance(probe, _Qualify):
             if not probe.done:
                 probe.done = True
                 self._qualified(probe.aor, probe.key, reachable=False, rtt=None, now=now)
             return
-        if self.usage is not None:
-            self.usage.on_timeout(tx, now=now)
+        usage = self.usage
+        if usage is None:
+            return
+        # A usage that tells a dead flow (503, §8.1.3.1) from a timeout (408) has on_transport_failed.
+        on_transport_failed = getattr(usage, "on_transport_failed", None) if transport else None
+        if on_transport_failed is not None:
+            on_transport_failed(tx, now=now)
+        else:
+            usage.on_timeout(tx, now=now)

@@ -54,6 +54,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum, auto
 from itertools import chain
@@ -724,11 +725,13 @@ class TransactionLayer:
             inp = TxInput.SEND_FAILURE
         self._step(tx, inp, now, response)
 
-    def cancel(self, tx: ClientTransaction, *, now: float) -> ClientTransaction | None:
+    def cancel(
+        self, tx: ClientTransaction, *, now: float, headers: Iterable[tuple[str, str]] = ()
+    ) -> ClientTransaction | None:
         """Cancel an INVITE (§9.1): the CANCEL's client transaction, or None if the INVITE already has a
         final response. Before any provisional response the CANCEL is held (`.held`) and sent when one
         arrives; if a final arrives first it is dropped (TransactionTerminated). Calling again returns the
-        same CANCEL."""
+        same CANCEL. `headers` are added to the CANCEL (a Reason header, RFC 3326)."""
         if not tx.is_invite:
             raise LocalProtocolError(f"only an INVITE can be cancelled, not {tx.method}")
         if tx._cancel is not None:
@@ -738,7 +741,10 @@ class TransactionLayer:
         key = (tx.branch, "CANCEL")
         if key in self._clients:
             raise LocalProtocolError(f"a CANCEL with branch {tx.branch} already exists")
-        cancel = ClientTransaction(_build_cancel(tx.request), tx.flow, key)
+        request = _build_cancel(tx.request)
+        for name, value in headers:
+            request.headers.add(name, value)
+        cancel = ClientTransaction(request, tx.flow, key)
         cancel._held = True
         self._clients[key] = cancel
         tx._cancel = cancel
