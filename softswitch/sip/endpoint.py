@@ -54,6 +54,7 @@ from softswitch.sip.transaction import (
 from softswitch.sip.uri import SipUri
 
 __all__ = [
+    "AuthCheck",
     "AuthFailed",
     "BindingsExpired",
     "Endpoint",
@@ -103,6 +104,16 @@ class ReachabilityChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthCheck:
+    """What `Endpoint.check_auth` decided for a request: a user, or the answer to send."""
+
+    user: str | None
+    status: int = 0
+    reason: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class MessageDropped:
     """A message we did not process. `reason` is one of: parse_error, banned_source, stray_response,
     unanswerable, foreign_domain (for responses: never answered)."""
@@ -141,6 +152,8 @@ class Usage(Protocol):
     def on_response(self, tx: ClientTransaction, response: Response, *, now: float) -> None: ...
     def on_stray_response(self, response: Response, flow: Flow, *, now: float) -> None: ...
     def on_timeout(self, tx: ClientTransaction | ServerTransaction, *, now: float) -> None: ...
+    def next_deadline(self) -> float | None: ...
+    def handle_timer(self, *, now: float) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +257,7 @@ class Endpoint:
             self.guard.next_deadline(),
             self._qualify_heap[0][0] if self._qualify_heap else None,
             self._qualify_timeouts[0][0] if self._qualify_timeouts else None,
+            self.usage.next_deadline() if self.usage is not None else None,
         ]
         present = [c for c in candidates if c is not None]
         return min(present) if present else None
@@ -255,6 +269,8 @@ class Endpoint:
         self.auth.expire(now=now)
         self.guard.expire(now=now)
         self._run_qualify(now)
+        if self.usage is not None:
+            self.usage.handle_timer(now=now)
         self._process(now)
 
     def persisted(self, token: int, *, ok: bool, now: float) -> None:
@@ -440,51 +456,52 @@ class Endpoint:
         self.transactions.respond(tx, outcome.response, now=now)
 
     def authenticate(self, tx: ServerTransaction, *, now: float) -> str | None:
-        """Digest-authenticate a request (RFC 3261 §22, RFC 8760).
+        """Digest-authenticate a request and answer it when that fails; see `check_auth`."""
+        check = self.check_auth(tx, now=now)
+        if check.user is None:
+            response = tx.request.reply(check.status, check.reason, to_tag=new_tag(), headers=check.headers)
+            self.transactions.respond(tx, response, now=now)
+        return check.user
 
-        Returns the user name, or None after answering the request itself: 401 with a challenge when it
-        carries no credentials (or a stale/replayed nonce), 403 when they are wrong — the same 403 for an
-        unknown user and a wrong password — and 400 when the Authorization header is malformed.
+    def check_auth(self, tx: ServerTransaction, *, now: float) -> AuthCheck:
+        """Digest-authenticate a request (RFC 3261 §22, RFC 8760) without answering it.
+
+        Returns the user, or the answer to give: 401 with a challenge when the request carries no
+        credentials (or a stale/replayed nonce), 403 when they are wrong — the same 403 for an unknown
+        user and a wrong password — and 400 when the Authorization header is malformed.
         """
         request = tx.request
         source = tx.flow.remote[0]
         authorization = request.headers.get("authorization")
         if authorization is None:
-            self._challenge(tx, now, stale=False)
-            return None
+            return self._challenge_check(now, stale=False)
         try:
             credentials = parse_credentials(authorization)
         except AuthParseError as exc:
-            self._reply(tx, 400, f"Bad Request (Authorization: {exc})", now)
-            return None
+            return AuthCheck(None, 400, f"Bad Request (Authorization: {exc})")
         if self.guard.check(source, now=now) is Verdict.THROTTLE:
             # Too many recent failures from this address: refuse without looking at the password, so
             # guessing teaches nothing; the refusal counts as one more failure (guard.py).
-            self._auth_failed(tx, source, credentials.username, "throttled", now)
-            return None
+            return self._auth_failed(source, credentials.username, "throttled", now)
         result = self.auth.verify(request.method, credentials, lookup=self.credentials, now=now)
         if result.outcome in (AuthOutcome.STALE, AuthOutcome.REPLAY):
-            self._challenge(tx, now, stale=True)
-            return None
+            return self._challenge_check(now, stale=True)
         if not result.ok:
-            self._auth_failed(tx, source, credentials.username, result.outcome.name.lower(), now)
-            return None
+            return self._auth_failed(source, credentials.username, result.outcome.name.lower(), now)
         self.guard.record_success(source, now=now)
-        return result.username
+        return AuthCheck(result.username)
 
-    def _auth_failed(
-        self, tx: ServerTransaction, source: str, username: str, outcome: str, now: float
-    ) -> None:
+    def _challenge_check(self, now: float, *, stale: bool) -> AuthCheck:
+        headers = tuple(("WWW-Authenticate", value) for value in self.auth.challenge(now=now, stale=stale))
+        return AuthCheck(None, 401, None, headers)
+
+    def _auth_failed(self, source: str, username: str, outcome: str, now: float) -> AuthCheck:
         self._events.append(AuthFailed(source, username, outcome))
         if self.guard.record_failure(source, now=now) is Verdict.BANNED:
             key = self.guard.key(source)
             until = next((u for banned, u in self.guard.bans(now=now) if banned == key), now)
             self._events.append(SourceBanned(source, until))
-        self._reply(tx, 403, "Forbidden", now)
-
-    def _challenge(self, tx: ServerTransaction, now: float, *, stale: bool) -> None:
-        headers = [("WWW-Authenticate", value) for value in self.auth.challenge(now=now, stale=stale)]
-        self._reply(tx, 401, None, now, headers=headers)
+        return AuthCheck(None, 403, "Forbidden")
 
     # -- qualify (OPTIONS keep-alive and reachability) ----------------------------------------------
 
