@@ -70,6 +70,8 @@ class Target(Protocol):
 
     def stop(self) -> None: ...
 
+    def restart(self) -> None: ...
+
     def processes(self) -> list[psutil.Process]: ...
 
     def describe(self) -> str: ...
@@ -98,6 +100,11 @@ class KamailioTarget:
 
     def stop(self) -> None:
         self.server.stop()
+
+    def restart(self) -> None:
+        """Stop and start again (new free port; the in-memory location table starts empty)."""
+        self.server.stop()
+        self.server.start(timeout=20)
 
     def processes(self) -> list[psutil.Process]:
         return self.server.processes()
@@ -142,6 +149,10 @@ class SoftswitchTarget:
 
     def stop(self) -> None:
         self.server.stop()
+
+    def restart(self) -> None:
+        """Stop (SIGTERM) and start again on the same ports with the same database."""
+        self.server.restart(timeout=60)
 
     def processes(self) -> list[psutil.Process]:
         return self.server.processes()

@@ -9,6 +9,11 @@ fixed rates to find the highest rate the server sustains with under 0.1 % failed
 2. bisect between the last good and the first bad rate until they are within 10 %;
 3. confirm the best rate over the full `--duration`; if that fails, step down 10 % and confirm again.
 
+Before the search every user registers once, unmeasured (so that steps refresh bindings rather than
+create them). After a failed step the server is restarted (`--no-restart` to keep it), so that the
+backlog an overload leaves behind does not count against the next, lower rate; before every step the
+harness waits until the server's CPU is idle.
+
 A step is good when failures < 0.1 % of the registrations started, every planned registration was
 started, and the achieved rate (successful / elapsed) is at least 95 % of the target rate.
 
@@ -114,7 +119,12 @@ def run_step(
     # sipp is our child: its CPU is what RUSAGE_CHILDREN gains once it has been reaped.
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     sipp_started = time.perf_counter()
-    result = run.wait()
+    try:
+        result = run.wait()
+    except BaseException:  # SIGTERM / Ctrl-C: do not leave sipp running
+        run.stop()
+        probe.stop()
+        raise
     usage = sampler.stop()
     children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     sipp_cpu_s = (children_after.ru_utime - children_before.ru_utime) + (
@@ -178,6 +188,32 @@ def print_step(step: Step) -> None:
     )
 
 
+def warm_up(target: Target, inf: Path, workdir: Path, args: argparse.Namespace) -> None:
+    """Register every user once, unmeasured, so that the steps update bindings rather than create them."""
+    started = time.perf_counter()
+    run = start_sipp(
+        "reg_auth",
+        target.address,
+        directory=workdir,
+        inf=inf,
+        calls=args.users,
+        rate=args.start_rate / 2,
+        timeout=args.users / (args.start_rate / 2) * 3 + 30,
+        extra_args=["-buff_size", "4194304"],
+        trace_rtt=False,
+    )
+    try:
+        result = run.wait()
+    except BaseException:
+        run.stop()
+        raise
+    print(
+        f"  [{target.name} warm-up ] {result.successful}/{args.users} users registered in "
+        f"{time.perf_counter() - started:.1f} s (not measured)",
+        flush=True,
+    )
+
+
 def search(
     target: Target, inf: Path, workdir: Path, args: argparse.Namespace, probe_user: tuple[str, str]
 ) -> tuple[Step | None, list[Step]]:
@@ -187,8 +223,15 @@ def search(
         step = run_step(target, inf, workdir, rate, seconds, phase, probe_user)
         steps.append(step)
         print_step(step)
+        if not step.ok and args.restart_after_overload:
+            # An overload leaves work behind (retransmissions, transactions waiting for Timer J, queues):
+            # start the next step from a fresh process so that it measures its own rate only.
+            target.restart()
+            print(f"  [{target.name} restart ] restarted after the overload: {target.describe()}", flush=True)
         return step
 
+    if args.warmup:
+        warm_up(target, inf, workdir, args)
     good: Step | None = None
     bad_rate: float | None = None
     rate = float(args.start_rate)
@@ -335,6 +378,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-rate", type=float, default=250.0)
     parser.add_argument("--max-rate", type=float, default=20000.0)
     parser.add_argument("--kamailio-children", type=int, default=1, help="UDP (and TCP) worker processes")
+    parser.add_argument(
+        "--no-warmup",
+        dest="warmup",
+        action="store_false",
+        help="do not register every user once before measuring",
+    )
+    parser.add_argument(
+        "--no-restart",
+        dest="restart_after_overload",
+        action="store_false",
+        help="keep the server running after a failed step (by default it is restarted)",
+    )
     parser.add_argument("--json", type=Path, help="also write every step and the result as JSON here")
     parser.add_argument("--workdir", type=Path, help="keep logs and sipp files here (default: a temp dir)")
     args = parser.parse_args(argv)

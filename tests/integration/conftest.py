@@ -9,6 +9,7 @@ Fixtures:
   kamailio          a started Kamailio (registrar + proxy, INVITE auth on) with `KAMAILIO_USERS`
   make_kamailio     factory: ``make_kamailio(users=..., invite_auth=False, children=1)``
   make_softswitch   factory: ``make_softswitch(agents=[...], extra_config={...})`` -> started SoftswitchServer
+  baresips          factory: ``baresips("bob", server=kam, password="pw-bob", auto_answer=True, source=wav)``
   sipp_dir          a directory for sipp runs of this test
   tones             {700: Path, 1100: Path, 1000: Path}: 3 s mono 8 kHz tone WAVs
 """
@@ -33,6 +34,7 @@ from tests.integration.harness import (  # noqa: E402
     kamailio_available,
     write_tone,
 )
+from tests.integration.harness.baresip import Baresip, baresip_available  # noqa: E402
 from tests.integration.harness.sipp import sipp_available  # noqa: E402
 
 KAMAILIO_USERS: dict[str, str] = {
@@ -55,6 +57,11 @@ def require_sipp() -> None:
         pytest.skip("sipp is not installed (apt-get install sip-tester; scripts/setup-system.sh test)")
 
 
+def require_baresip() -> None:
+    if baresip_available() is None:
+        pytest.skip("baresip is not installed (apt-get install baresip; scripts/setup-system.sh test)")
+
+
 def require_pjsua2() -> None:
     try:
         import pjsua2  # noqa: F401
@@ -71,6 +78,24 @@ def phones(tmp_path: Path) -> Iterator[PhoneFactory]:
         yield factory
     finally:
         factory.close_all()
+
+
+@pytest.fixture
+def baresips(tmp_path: Path) -> Iterator[Callable[..., Baresip]]:
+    """Start baresip phones for this test (registered when given a server); all are closed at the end."""
+    require_baresip()
+    started: list[Baresip] = []
+
+    def make(name: str, **kwargs: Any) -> Baresip:
+        phone = Baresip(name, log_dir=tmp_path / "baresip", **kwargs)
+        started.append(phone)
+        return phone.start()
+
+    try:
+        yield make
+    finally:
+        for phone in started:
+            phone.close()
 
 
 @pytest.fixture

@@ -211,6 +211,34 @@ def test_busy_callee_and_unknown_user(kamailio: Kamailio, phones: PhoneFactory) 
     assert alice.expect("call_state", call=index, state="DISCONNECTED")["code"] == 404
 
 
+def test_baresip_and_pjsua2_hear_each_other_through_kamailio(
+    kamailio: Kamailio,
+    phones: PhoneFactory,
+    baresips,
+    tones: dict[int, Path],
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    bob = baresips(
+        "bob", server=kamailio, password="pw-bob", transport="tcp", auto_answer=True, source=tones[1100]
+    )
+    alice = phones("alice", server=kamailio, password="pw-alice", play=tones[700], record=tmp_path / "a.wav")
+    index = alice.call(kamailio.user_uri("bob"))
+    alice.expect("call_state", call=index, state="CONFIRMED")
+    assert bob.expect("CALL_ESTABLISHED")["peeruri"] == "sip:alice@127.0.0.1"
+    alice.expect_no("call_state", within=1.2, state="DISCONNECTED")
+    alice.hangup()
+    bob.expect("CALL_CLOSED")
+    assert_hears(alice.expect("record_done")["path"], 1100, not_freq=700)
+    assert_hears(bob.recording("dec"), 700, not_freq=1100)
+    # And the other way round: baresip dials, pjsua2 answers.
+    alice.set_auto_answer(True)
+    bob.dial(kamailio.user_uri("alice", "tcp"))
+    alice.expect("call_state", state="CONFIRMED")
+    bob.expect("CALL_ESTABLISHED")
+    bob.hangup()
+    assert alice.expect("call_state", state="DISCONNECTED")["code"] == 200
+
+
 # -- failure reporting of the harness itself ----------------------------------------------------------------
 
 

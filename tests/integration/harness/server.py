@@ -311,11 +311,27 @@ class SoftswitchServer:
                 self._log_cond.notify_all()
 
     def start(self, timeout: float = 20.0) -> SoftswitchServer:
-        """Write the config (if not yet written), start the switch, wait for its `ready` log line."""
+        """Write the config (if not yet written), start the switch, wait for its `ready` log line.
+
+        On the first start only, a port taken by someone else between our check and the switch's bind
+        ("Address already in use") is retried with fresh ports, up to three times.
+        """
         if self.proc is not None and self.proc.alive():
             raise ProcessError(f"{self.name} is already running (pid {self.proc.pid})")
-        if not self.config:
+        first = not self.config
+        if first:
             self.write_config()
+        for attempt in range(3 if first else 1):
+            try:
+                return self._start_once(timeout)
+            except ProcessError as exc:
+                if not first or attempt == 2 or "already in use" not in str(exc):
+                    raise
+                self.udp_port = self.tcp_port = self.tls_port = 0
+                self.write_config()
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> SoftswitchServer:
         self.starts += 1
         with self._log_cond:
             self.log_events = []

@@ -4,8 +4,9 @@
 with the exit code, output, the last row of the `-trace_stat` CSV (successful/failed call counts, rates),
 the response times from `-trace_rtt` per `rtd` marker (sipp's clock: whole milliseconds), and the error
 log. `start_sipp` does the same without waiting (for a UAS, or for a benchmark that samples the server
-while sipp runs). Every run is `-nostdin -i 127.0.0.1` with its own local port and control port, writes
-its files into its own directory, and is bounded by sipp's `-timeout` plus a hard kill.
+while sipp runs). Every run is `-nostdin -i 127.0.0.1 -mi 127.0.0.1` with its own SIP, media and control
+ports (sipp's defaults are the fixed 5060, 6000/6002 and 8888), writes its files into its own directory,
+and is bounded by sipp's `-timeout` plus a hard kill.
 
 Exit codes (sipp 3.6): 0 every call succeeded, 1 at least one failed, 97 exit on internal command,
 99 normal exit without calls, 255 fatal error.
@@ -22,6 +23,7 @@ import csv
 import itertools
 import re
 import shutil
+import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +31,7 @@ from pathlib import Path
 
 import psutil
 
-from .ports import free_port
+from .ports import free_port, free_udp_range
 from .process import ManagedProcess, ProcessError
 
 __all__ = [
@@ -304,7 +306,7 @@ def start_sipp(
     scenario: str | Path,
     target: str | None,
     *,
-    directory: Path,
+    directory: Path | None = None,
     inf: str | Path | None = None,
     extra_args: Iterable[str] = (),
     timeout: float = 60.0,
@@ -321,13 +323,17 @@ def start_sipp(
     trace_rtt: bool = True,
 ) -> SippRun:
     """Start sipp without waiting. `scenario` is a path or a name in tests/sipp/; `target` is
-    `host:port` (None for a UAS that only waits). Files go to a fresh subdirectory of `directory`."""
+    `host:port` (None for a UAS that only waits). Files go to a fresh subdirectory of `directory` (by
+    default of a new temporary directory, left in place for post-mortems)."""
     binary = sipp_available()
     if binary is None:
         raise ProcessError("sipp is not installed (apt-get install sip-tester)")
     path = Path(scenario) if isinstance(scenario, Path) or "/" in str(scenario) else scenario_path(scenario)
+    if directory is None:
+        directory = Path(tempfile.mkdtemp(prefix="sipp-"))
     run_dir = Path(directory) / f"sipp-{path.stem}-{next(_run_ids)}"
     run_dir.mkdir(parents=True, exist_ok=True)
+    # sipp's defaults are fixed ports (SIP 5060, media 6000 and 6002, control 8888): give each run its own.
     port = local_port if local_port is not None else free_port("udp+tcp")
     argv = [binary]
     if target:
@@ -351,8 +357,7 @@ def start_sipp(
         argv += ["-l", str(limit)]
     if service is not None:
         argv += ["-s", service]
-    if media_port is not None:
-        argv += ["-mi", "127.0.0.1", "-mp", str(media_port)]
+    argv += ["-mi", "127.0.0.1", "-mp", str(media_port if media_port is not None else free_udp_range(4)[0])]
     for name, value in (variables or {}).items():
         argv += ["-set", name, str(value)]
     argv += list(extra_args)
@@ -365,10 +370,10 @@ def run_sipp(
     scenario: str | Path,
     target: str | None,
     *,
-    directory: Path,
     inf: str | Path | None = None,
     extra_args: Iterable[str] = (),
     timeout: float = 60.0,
+    directory: Path | None = None,
     **kwargs: object,
 ) -> SippResult:
     """Run sipp to completion (see `start_sipp` for the options) and return its `SippResult`."""
