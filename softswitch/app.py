@@ -24,8 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from softswitch import __version__
+from softswitch.callflow import CallFlow, CallLogged, CallRecordReady, Directory, Route, UserInfo
 from softswitch.config.schema import Settings
+from softswitch.media.relay import Leg, RelayEvent, RelaySession
+from softswitch.media.udp import MediaSockets, RelayRunner, RtpPortAllocator
 from softswitch.sip.auth import DigestAuthenticator
+from softswitch.sip.b2bua import B2bua, Call
 from softswitch.sip.endpoint import (
     AuthFailed,
     BindingsExpired,
@@ -46,6 +50,7 @@ from softswitch.sip.timers import TimerValues
 from softswitch.sip.transport import ListenAddress, SipTransport
 from softswitch.sip.uri import parse_uri
 from softswitch.store.bindings import delete_expired, load_bindings, replace_bindings
+from softswitch.store.cdrs import save_call
 from softswitch.store.db import make_engine, migrate
 from softswitch.store.records import BindingRow
 from softswitch.store.writer import StoreWriter
@@ -117,6 +122,72 @@ def load_or_create_secret(path: Path) -> bytes:
     return data
 
 
+class RelayPool:
+    """callflow's `MediaFactory` over real sockets: one `RelayRunner` per call, one epoll set for all."""
+
+    def __init__(
+        self,
+        *,
+        allocator: RtpPortAllocator,
+        host: str,
+        rtp_timeout: float,
+        on_event: Any,
+    ) -> None:
+        self.sockets = MediaSockets()
+        self.allocator = allocator
+        self.host = host
+        self.rtp_timeout = rtp_timeout
+        self.on_event = on_event
+        self.runners: dict[str, RelayRunner] = {}
+
+    def open(self, call_id: str) -> RelaySession:
+        session = RelaySession(a_port=None, b_port=None, rtp_timeout=self.rtp_timeout)
+        runner = RelayRunner(session, self.sockets, on_event=lambda event: self.on_event(call_id, event))
+        try:
+            runner.bind_now(Leg.A, host=self.host, allocator=self.allocator)
+            runner.bind_now(Leg.B, host=self.host, allocator=self.allocator)
+        except Exception:
+            runner.close()
+            raise
+        self.runners[call_id] = runner
+        return session
+
+    def poke(self, call_id: str) -> None:
+        runner = self.runners.get(call_id)
+        if runner is not None:
+            runner.poke()
+
+    def close(self, call_id: str) -> None:
+        runner = self.runners.pop(call_id, None)
+        if runner is not None:
+            runner.close()
+
+    def shutdown(self) -> None:
+        for call_id in list(self.runners):
+            self.close(call_id)
+        self.sockets.shutdown()
+
+
+def build_directory(settings: Settings) -> Directory:
+    directory = Directory(domain=str(settings.server.domain))
+    for agent in settings.agents:
+        directory.users[agent.id] = UserInfo(agent.id, agent.name or agent.id, agent.extension, "agent")
+        if agent.extension:
+            directory.numbers[agent.extension] = Route("user", agent.id)
+    for supervisor in settings.supervisors:
+        directory.users[supervisor.id] = UserInfo(
+            supervisor.id, supervisor.name or supervisor.id, supervisor.extension, "supervisor"
+        )
+        if supervisor.extension:
+            directory.numbers[supervisor.extension] = Route("user", supervisor.id)
+    for queue in settings.queues:
+        for number in queue.numbers:
+            directory.numbers[number] = Route("queue", queue.name)
+    for trunk in settings.trunks:
+        directory.trunk_dids[trunk.name] = dict(trunk.dids)
+    return directory
+
+
 @dataclass
 class App:
     settings: Settings
@@ -176,6 +247,33 @@ class App:
         endpoint.wall_offset = self.wall_offset
         self.endpoint = endpoint
 
+        self.relays = RelayPool(
+            allocator=RtpPortAllocator(*server.rtp_ports),
+            host="0.0.0.0",
+            rtp_timeout=float(server.rtp_timeout),
+            on_event=self._on_relay_event,
+        )
+        self.directory = build_directory(settings)
+        self.callflow = CallFlow(
+            directory=self.directory,
+            locations=location,
+            media=self.relays,
+            sdp_address=self._sdp_address,
+            ring_timeout=float(server.ring_timeout),
+            wall_offset=self.wall_offset,
+        )
+        self.b2bua = B2bua(
+            endpoint,
+            timers=endpoint_config.timers,
+            hooks=self.callflow,
+            authorizer=endpoint,
+            trunk_for=self._trunk_name,
+            domain=str(server.domain),
+            public_number=self.directory.is_public,
+        )
+        self.callflow.attach(self.b2bua)
+        endpoint.usage = self.b2bua
+
         tls_context = self._tls_context() if any(a.transport == "tls" for a in listen) else None
         self.transport = SipTransport(
             endpoint,
@@ -183,6 +281,7 @@ class App:
             tls_context=tls_context,
             idle_timeout=float(server.tcp_idle_timeout),
             max_message_size=server.limits.max_message_size,
+            on_pump=self._drain_calls,
         )
         await self.transport.start(listen)
         # Now that ports are bound (port 0 may have been asked for), advertise the real ones.
@@ -226,9 +325,13 @@ class App:
                 break
             await asyncio.sleep(0.01)
         self.transport.pump()
+        for call in list(self.b2bua.calls.values()):
+            self.b2bua.hangup(call, now=self._now(), cause="shutdown", status=503)
+        self.transport.pump()
         if self.control is not None:
             await self.control.cleanup()
         await self.transport.close()
+        self.relays.shutdown()
         await asyncio.to_thread(self.writer.close, 10.0)
         self.engine.dispose()
         log.info("stopped", extra={"event": "stopped"})
@@ -370,6 +473,63 @@ class App:
         self.endpoint.persisted(token, ok=ok, now=self._now())
         self.transport.pump()
 
+    # -- calls -----------------------------------------------------------------------------------------
+
+    def _trunk_name(self, address: str) -> str | None:
+        trunk = self.settings.trunk_for(address)
+        return None if trunk is None else trunk.name
+
+    def _sdp_address(self, call: Call) -> str:
+        assert self.endpoint is not None
+        public = self.settings.server.public_address
+        if public:
+            return str(public)
+        flow = call.leg_a.flow
+        return self.endpoint.config.advertise.get(flow.transport, flow.local)[0]
+
+    def _drain_calls(self) -> None:
+        """Hand the B2BUA's call events to callflow and callflow's records to the store and the log."""
+        now = self._now()
+        b2bua = self.b2bua
+        callflow = self.callflow
+        while True:
+            event = b2bua.next_event()
+            if event is None:
+                break
+            callflow.handle(event, now=now)
+        while (item := callflow.next_event()) is not None:
+            match item:
+                case CallRecordReady(call=record, legs=legs):
+                    self._write_cdr(record, legs)
+                case CallLogged(what=what, fields=fields):
+                    log.info(f"call {what}", extra={"event": f"call_{what}", **fields})
+
+    def _write_cdr(self, record: Any, legs: Any) -> None:
+        assert self.writer is not None
+
+        def job(session: Any) -> None:
+            save_call(session, record, legs)
+
+        def done(result: object) -> None:
+            if isinstance(result, BaseException):
+                log.error(
+                    "call record write failed",
+                    extra={"event": "store_error", "call": record.call_id, "error": repr(result)},
+                )
+
+        if not self.writer.submit(job, done):
+            log.error(
+                "store queue full; call record lost", extra={"event": "store_full", "call": record.call_id}
+            )
+
+    def _on_relay_event(self, call_id: str, event: RelayEvent) -> None:
+        self.callflow.on_relay_event(call_id, event, now=self._now())
+        assert self.transport is not None
+        self.transport.pump()
+
+    def calls(self) -> list[dict[str, Any]]:
+        return self.callflow.live_calls(self._now())
+
     # -- views for the control API -------------------------------------------------------------------------
 
     def registrations(self) -> list[dict[str, Any]]:
@@ -408,6 +568,7 @@ class App:
             "registrations": len(self.endpoint.location),
             "connections": self.transport.connection_count(),
             "transactions": len(self.endpoint.transactions),
+            "calls": len(self.b2bua.calls),
             "counters": dict(self.endpoint.counters),
             "store": self.writer.stats() if self.writer is not None else {},
         }

@@ -10,6 +10,7 @@ import click
 
 from softswitch import __version__
 from softswitch.cli.agents import agents
+from softswitch.cli.calls import calls
 from softswitch.cli.common import client_for, config_option, load_or_exit
 from softswitch.cli.output import emit_json
 from softswitch.config.load import ConfigError, load_settings
@@ -111,3 +112,4 @@ def status(config_path: Path, as_json: bool) -> None:
 
 
 main.add_command(agents)
+main.add_command(calls)

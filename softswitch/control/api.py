@@ -45,7 +45,11 @@ def _routes(app: App, token: str) -> web.Application:
     async def registrations(_: web.Request) -> web.Response:
         return web.json_response({"registrations": app.registrations()})
 
+    async def calls(_: web.Request) -> web.Response:
+        return web.json_response({"calls": app.calls()})
+
     web_app = web.Application(middlewares=[check_token])
+    web_app.router.add_get("/api/calls", calls)
     web_app.router.add_get("/api/status", status)
     web_app.router.add_get("/api/registrations", registrations)
     extra = getattr(app, "extra_routes", None)

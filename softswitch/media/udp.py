@@ -275,7 +275,20 @@ class RelayRunner:
 
     async def bind(self, leg: Leg, *, host: str, allocator: RtpPortAllocator, attempts: int = 20) -> int:
         """Allocate and bind the leg's port pair, skipping ports another program holds; returns the port."""
-        self._loop = asyncio.get_running_loop()
+        return self.bind_now(leg, host=host, allocator=allocator, attempts=attempts)
+
+    def bind_now(
+        self,
+        leg: Leg,
+        *,
+        host: str,
+        allocator: RtpPortAllocator,
+        attempts: int = 20,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> int:
+        """`bind` without awaiting: binding a UDP socket never blocks, so signalling code that must answer
+        in the same step (an SDP needs the port) can call this directly."""
+        self._loop = loop or asyncio.get_running_loop()
         self._allocator = allocator
         last_error: OSError | None = None
 

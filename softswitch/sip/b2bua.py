@@ -92,28 +92,28 @@ class MediaRefused(Exception):
 class MediaHooks(Protocol):
     """What the layer above does with session descriptions (callflow.py implements it)."""
 
-    def offer_for_b(self, call: Call, sdp: bytes | None) -> bytes | None:
+    def offer_for_b(self, call: Call, sdp: bytes | None, *, now: float) -> bytes | None:
         """The caller's offer (None for a delayed offer) -> what we offer the callee."""
         ...
 
-    def answer_for_a(self, call: Call, fork: Leg, sdp: bytes | None) -> bytes | None:
+    def answer_for_a(self, call: Call, fork: Leg, sdp: bytes | None, *, now: float) -> bytes | None:
         """A fork's answer (183 or 2xx) -> what we send the caller (an answer, or an offer when the
         caller's INVITE had none)."""
         ...
 
-    def acked_by_a(self, call: Call, sdp: bytes) -> None:
+    def acked_by_a(self, call: Call, sdp: bytes, *, now: float) -> None:
         """The caller's answer, carried in its ACK (it sent a delayed offer)."""
         ...
 
-    def offer_for_other(self, call: Call, side: Side, sdp: bytes | None) -> bytes | None:
+    def offer_for_other(self, call: Call, side: Side, sdp: bytes | None, *, now: float) -> bytes | None:
         """A re-INVITE/UPDATE offer from `side` -> the offer we send the other side."""
         ...
 
-    def answer_for_other(self, call: Call, side: Side, sdp: bytes | None) -> bytes | None:
+    def answer_for_other(self, call: Call, side: Side, sdp: bytes | None, *, now: float) -> bytes | None:
         """The answer `side` gave to our re-offer -> the answer we give the side that asked."""
         ...
 
-    def answer_locally(self, call: Call, side: Side, sdp: bytes | None) -> bytes | None:
+    def answer_locally(self, call: Call, side: Side, sdp: bytes | None, *, now: float) -> bytes | None:
         """A re-INVITE/UPDATE on a leg with nobody on the other side: the switch answers it itself."""
         ...
 
@@ -152,6 +152,7 @@ class Call:
     leg_b: Leg | None = None
     forks: dict[Leg, Target] = field(default_factory=dict)
     fork_statuses: list[int] = field(default_factory=list)
+    fork_results: dict[Leg, int] = field(default_factory=dict)  # final status of every fork that ended
     target: Target | None = None  # who answered
     a_answered: bool = False
     ring_deadline: float | None = None
@@ -240,6 +241,7 @@ class B2bua:
         authorizer: Authorizer,
         trunk_for: Callable[[str], str | None],
         domain: str,
+        public_number: Callable[[str], bool] = lambda number: False,
     ) -> None:
         self.invites = InviteLayer(sender, timers=timers)
         self.methods = self.invites.methods
@@ -247,6 +249,7 @@ class B2bua:
         self.authorizer = authorizer
         self.trunk_for = trunk_for
         self.domain = domain
+        self.public_number = public_number
         self.calls: dict[str, Call] = {}
         self._events: deque[CallEvent] = deque()
         self._ring_heap: list[tuple[float, int, str]] = []
@@ -338,7 +341,7 @@ class B2bua:
             return
         if sdp is None:
             try:
-                sdp = self.hooks.offer_for_b(call, call.leg_a.remote_sdp)
+                sdp = self.hooks.offer_for_b(call, call.leg_a.remote_sdp, now=now)
             except MediaRefused as exc:
                 self.hangup(call, now=now, status=exc.status, cause="media_refused", reason=exc.reason)
                 return
@@ -459,7 +462,7 @@ class B2bua:
                     self._end(call, cause="cancelled", by="caller", status=487, now=now)
             case Acked(sdp=sdp):
                 if leg is call.leg_a and sdp is not None:
-                    self._guard_media(call, lambda: self.hooks.acked_by_a(call, sdp), now)
+                    self._guard_media(call, lambda: self.hooks.acked_by_a(call, sdp, now=now), now)
             case ReinviteReceived(sdp=sdp):
                 self._pass_offer(call, leg, "INVITE", sdp, now)
             case UpdateReceived(sdp=sdp):
@@ -483,7 +486,12 @@ class B2bua:
             return
         trunk = self.trunk_for(leg.flow.remote[0])
         user: str | None = None
-        if trunk is None:
+        uri = request.uri
+        dialed = uri.user if isinstance(uri, SipUri) and uri.user else str(uri)
+        # Public numbers (queues, DIDs) take calls from anyone; a registered phone that sends credentials
+        # anyway is still identified. Everything else needs a registered user's digest credentials.
+        anonymous_ok = self.public_number(dialed) and "authorization" not in request.headers
+        if trunk is None and not anonymous_ok:
             tx = leg._tx
             assert isinstance(tx, ServerTransaction)
             check = self.authorizer.check_auth(tx, now=now)
@@ -491,8 +499,6 @@ class B2bua:
                 self.invites.reject(leg, check.status, check.reason, now=now, headers=check.headers)
                 return
             user = check.user
-        uri = request.uri
-        dialed = uri.user if isinstance(uri, SipUri) and uri.user else str(uri)
         from_ = request.from_
         from_user = getattr(from_.uri, "user", None)
         call = Call(
@@ -518,7 +524,7 @@ class B2bua:
         if not call.a_answered and call.state is CallState.CONNECTING:
             if sdp is not None:
                 try:
-                    answer = self.hooks.answer_for_a(call, fork, sdp)
+                    answer = self.hooks.answer_for_a(call, fork, sdp, now=now)
                 except MediaRefused:
                     answer = None
                 if answer is not None:
@@ -535,10 +541,11 @@ class B2bua:
             return
         if not call.a_answered:
             try:
-                answer = self.hooks.answer_for_a(call, fork, sdp)
+                answer = self.hooks.answer_for_a(call, fork, sdp, now=now)
             except MediaRefused as exc:
                 self.invites.bye(fork, now=now, reason=_reason_header("media refused"))
                 call.fork_statuses.append(exc.status)
+                call.fork_results[fork] = exc.status
                 if not call.forks:
                     self._all_forks_failed(call, now)
                 return
@@ -559,11 +566,13 @@ class B2bua:
         if call.forks.pop(fork, None) is None:
             return
         call.fork_statuses.append(status)
+        call.fork_results[fork] = status
         if not call.forks and call.state is CallState.CONNECTING:
             self._all_forks_failed(call, now)
 
     def _give_up_forks(self, call: Call, now: float, *, status: int, reason: str) -> None:
         for leg in list(call.forks):
+            call.fork_results[leg] = status
             self.invites.cancel(leg, now=now)
         call.forks.clear()
         call.fork_statuses.append(status)
@@ -586,7 +595,7 @@ class B2bua:
         other = call.other(leg)
         if other is None or other.state is not LegState.CONFIRMED:
             try:
-                local = self.hooks.answer_locally(call, side, sdp)
+                local = self.hooks.answer_locally(call, side, sdp, now=now)
             except MediaRefused as exc:
                 answer_fn(leg, status=exc.status, now=now)
                 return
@@ -596,7 +605,7 @@ class B2bua:
             answer_fn(leg, status=491, now=now)
             return
         try:
-            offer = self.hooks.offer_for_other(call, side, sdp)
+            offer = self.hooks.offer_for_other(call, side, sdp, now=now)
         except MediaRefused as exc:
             answer_fn(leg, status=exc.status, now=now)
             return
@@ -621,7 +630,7 @@ class B2bua:
             return
         if 200 <= status < 300:
             try:
-                answer = self.hooks.answer_for_other(call, side, sdp)
+                answer = self.hooks.answer_for_other(call, side, sdp, now=now)
             except MediaRefused as exc:
                 answer_fn(asking, status=exc.status, now=now)
                 return

@@ -122,6 +122,7 @@ class SipTransport:
         idle_timeout: float = 600.0,
         max_message_size: int = 65535,
         max_write_buffer: int = 1 << 20,
+        on_pump: Callable[[], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.on_event = on_event
@@ -129,6 +130,7 @@ class SipTransport:
         self.idle_timeout = idle_timeout
         self.max_message_size = max_message_size
         self.max_write_buffer = max_write_buffer
+        self.on_pump = on_pump
         self.loop = asyncio.get_running_loop()
         self._udp: dict[tuple[str, int], _Udp] = {}
         self._servers: list[asyncio.AbstractServer] = []
@@ -210,6 +212,7 @@ class SipTransport:
     def pump(self) -> None:
         """Write what the endpoint wants written, hand its events up, re-arm the timer."""
         endpoint = self.endpoint
+        self._upper()
         for data, flow in endpoint.outgoing():
             self.send(data, flow)
         while (event := endpoint.next_event()) is not None:
@@ -217,9 +220,17 @@ class SipTransport:
                 self.on_event(event)
             except Exception:
                 log.exception("x error handling endpoint event %r", event)
+        self._upper()
         for data, flow in endpoint.outgoing():  # events may have produced output
             self.send(data, flow)
         self._arm()
+
+    def _upper(self) -> None:
+        if self.on_pump is not None:
+            try:
+                self.on_pump()
+            except Exception:
+                log.exception("x error in the layers above the endpoint")
 
     def _arm(self) -> None:
         deadline = self.endpoint.next_deadline()

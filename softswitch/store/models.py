@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import JSON, Float, Index, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "Binding", "Meta"]
+__all__ = ["Base", "Binding", "Cdr", "CdrLeg", "Meta"]
 
 # Stable constraint names, so later migrations can refer to (and SQLite batch mode can rebuild) them.
 NAMING_CONVENTION = {
@@ -60,3 +60,58 @@ class Binding(Base):
     path: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class Cdr(Base):
+    """A call detail record: one row per call (records.CallRecord)."""
+
+    __tablename__ = "cdrs"
+    __table_args__ = (
+        Index("ix_cdrs_started_at", "started_at"),
+        Index("ix_cdrs_agent", "agent"),
+        Index("ix_cdrs_queue", "queue"),
+    )
+
+    call_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sip_call_id: Mapped[str] = mapped_column(Text)
+    caller: Mapped[str] = mapped_column(String(255))
+    caller_name: Mapped[str | None] = mapped_column(Text)
+    caller_user: Mapped[str | None] = mapped_column(String(64))
+    trunk: Mapped[str | None] = mapped_column(String(64))
+    called: Mapped[str] = mapped_column(String(255))
+    route: Mapped[str | None] = mapped_column(String(128))
+    agent: Mapped[str | None] = mapped_column(String(64))
+    queue: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[float] = mapped_column(Float)
+    answered_at: Mapped[float | None] = mapped_column(Float)
+    ended_at: Mapped[float] = mapped_column(Float)
+    disposition: Mapped[str] = mapped_column(String(16))
+    hangup_cause: Mapped[str] = mapped_column(String(64))
+    hangup_by: Mapped[str] = mapped_column(String(16))
+    status: Mapped[int | None] = mapped_column(Integer)
+    codec: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class CdrLeg(Base):
+    """One leg of a call: the caller's, or one attempt to reach a callee (records.LegRecord)."""
+
+    __tablename__ = "cdr_legs"
+    __table_args__ = (Index("ix_cdr_legs_call_id", "call_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(String(32))
+    leg: Mapped[str] = mapped_column(String(1))
+    peer: Mapped[str] = mapped_column(String(255))
+    sip_call_id: Mapped[str] = mapped_column(Text)
+    remote: Mapped[str] = mapped_column(String(300))
+    transport: Mapped[str] = mapped_column(String(8))
+    started_at: Mapped[float] = mapped_column(Float)
+    answered_at: Mapped[float | None] = mapped_column(Float)
+    ended_at: Mapped[float] = mapped_column(Float)
+    status: Mapped[int | None] = mapped_column(Integer)
+    codec: Mapped[str | None] = mapped_column(String(32))
+    rx_packets: Mapped[int] = mapped_column(Integer, default=0)
+    rx_lost: Mapped[int] = mapped_column(Integer, default=0)
+    rx_jitter_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    tx_packets: Mapped[int] = mapped_column(Integer, default=0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["BindingRow"]
+__all__ = ["BindingRow", "CallRecord", "LegRecord"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,3 +30,50 @@ class BindingRow:
     reg_id: int | None = None  # reg-id (RFC 5626 §4.2)
     user_agent: str | None = None
     path: tuple[str, ...] = ()  # Path header values (RFC 3327), in order
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One call through the switch (a CDR). Times are wall-clock epoch seconds."""
+
+    call_id: str  # our id (the one `softswitch calls` shows)
+    sip_call_id: str  # the caller leg's Call-ID
+    caller: str  # the caller's number or user
+    caller_name: str | None
+    caller_user: str | None  # the authenticated agent/supervisor who called, if any
+    trunk: str | None
+    called: str  # the number dialled
+    route: str | None  # "user:alice", "queue:billing-lv", ...
+    agent: str | None  # who answered (agent or supervisor id)
+    queue: str | None
+    started_at: float
+    answered_at: float | None
+    ended_at: float
+    disposition: str  # answered | no_answer | busy | declined | cancelled | failed | rejected
+    hangup_cause: str  # bye, cancelled, media_timeout, ...
+    hangup_by: str  # caller | callee | switch
+    status: int | None  # the final SIP status the caller got when the call was not answered
+    codec: str | None
+    detail: str | None = None  # a sentence saying why, for media timeouts and failures
+
+
+@dataclass(frozen=True, slots=True)
+class LegRecord:
+    """One leg of a call: the caller's, or one attempt to reach a callee. Packet counts per direction:
+    rx = what the switch received from this leg's phone, tx = what it sent to it."""
+
+    call_id: str
+    leg: str  # "a" (caller) or "b" (callee); failed fork attempts are "b" rows too
+    peer: str  # caller number / agent id
+    sip_call_id: str
+    remote: str  # the phone's address as seen (after NAT)
+    transport: str
+    started_at: float
+    answered_at: float | None
+    ended_at: float
+    status: int | None  # final SIP status of the leg's INVITE
+    codec: str | None
+    rx_packets: int = 0
+    rx_lost: int = 0
+    rx_jitter_ms: float = 0.0
+    tx_packets: int = 0
