@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass, field
 
 from softswitch.sip.errors import SipParseError
-from softswitch.sip.uri import SipUri, Uri, is_ipv6, parse_uri
+from softswitch.sip.uri import _SIP_FAST_RE, SipUri, Uri, is_ipv6, parse_uri
+from softswitch.sip.uri import _parse_params as _parse_uri_params
 
 __all__ = [
     "COMPACT_FORMS",
@@ -312,9 +313,40 @@ class NameAddr:
         return f"{display}<{self.uri}>{_format_params(self.params)}"
 
 
+# The common shape in one match: an optional quoted display name, <sip:...> in the shape uri.py's fast
+# path takes, and parameters without white space or quotes. Anything else takes the general path.
+_NAME_ADDR_FAST_RE = re.compile(
+    r'(?:"((?:[^"\\]++|\\.)*+)"[ \t]*)?<(sips?):'
+    + _SIP_FAST_RE.pattern
+    + r'>((?:;[^\x00-\x20\x7f;=,"]+(?:=[^\x00-\x20\x7f;,"]*)?)*)',
+    re.ASCII,
+)
+
+
+def _fast_name_addr(match: re.Match[str]) -> NameAddr | None:
+    quoted, scheme, user, password, host, port_text, uri_params, params_text = match.groups()
+    port = None if port_text is None else int(port_text)
+    if port is not None and port > 65535:
+        return None
+    if quoted is not None and "\\" in quoted:
+        quoted = "".join(_UNESCAPE_RE.split(quoted))
+    params: dict[str, str | None] = {}
+    if params_text:
+        for item in params_text[1:].split(";"):
+            name, eq, value = item.partition("=")
+            params[name.lower()] = value if eq else None
+    uri_param_dict = _parse_uri_params(uri_params[1:], "") if uri_params else {}
+    return NameAddr(SipUri(host, user, password, port, scheme, uri_param_dict, {}), quoted, params)
+
+
 def parse_name_addr(text: str, *, header: str | None = None) -> NameAddr:
     """Parse a From/To/Contact/Route element. Raises SipParseError naming `header`."""
     text = text.strip()
+    fast = _NAME_ADDR_FAST_RE.fullmatch(text)
+    if fast is not None:
+        addr = _fast_name_addr(fast)
+        if addr is not None:
+            return addr
     display: str | None = None
     try:
         if text.startswith('"'):
