@@ -6,7 +6,7 @@ in the reason; on this machine and in CI they are installed, so nothing skips th
 
 Fixtures:
   phones            PhoneFactory: ``phones("alice", server=kam, password="pw-alice", play=wav)``
-  kamailio          a started Kamailio (registrar + proxy, INVITE auth on) with `KAMAILIO_USERS`
+  kamailio          a started Kamailio (registrar + proxy, INVITE auth on) with harness TEST_USERS
   make_kamailio     factory: ``make_kamailio(users=..., invite_auth=False, children=1)``
   make_softswitch   factory: ``make_softswitch(agents=[...], extra_config={...})`` -> started SoftswitchServer
   baresips          factory: ``baresips("bob", server=kam, password="pw-bob", auto_answer=True, source=wav)``
@@ -35,16 +35,8 @@ from tests.integration.harness import (  # noqa: E402
     write_tone,
 )
 from tests.integration.harness.baresip import Baresip, baresip_available  # noqa: E402
+from tests.integration.harness.kamailio import TEST_USERS  # noqa: E402
 from tests.integration.harness.sipp import sipp_available  # noqa: E402
-
-KAMAILIO_USERS: dict[str, str] = {
-    "alice": "pw-alice",
-    "bob": "pw-bob",
-    "carol": "pw-carol",
-    "dave": "pw-dave",
-    "svc": "pw-svc",
-}
-"""Users and passwords shared by the Kamailio stand-in and the switch's test config."""
 
 
 def require_kamailio() -> None:
@@ -105,7 +97,7 @@ def make_kamailio(tmp_path: Path) -> Iterator[Callable[..., Kamailio]]:
 
     def make(users: dict[str, str] | None = None, **kwargs: Any) -> Kamailio:
         name = kwargs.pop("name", f"kamailio{len(started) or ''}")
-        server = Kamailio(tmp_path, KAMAILIO_USERS if users is None else users, name=name, **kwargs)
+        server = Kamailio(tmp_path, TEST_USERS if users is None else users, name=name, **kwargs)
         started.append(server)
         return server.start()
 
@@ -118,7 +110,7 @@ def make_kamailio(tmp_path: Path) -> Iterator[Callable[..., Kamailio]]:
 
 @pytest.fixture
 def kamailio(make_kamailio: Callable[..., Kamailio]) -> Kamailio:
-    """Kamailio with KAMAILIO_USERS: REGISTER and INVITE need digest auth; two UDP/TCP workers."""
+    """Kamailio with TEST_USERS: REGISTER and INVITE need digest auth; two UDP/TCP workers."""
     return make_kamailio()
 
 

@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.integration.conftest import KAMAILIO_USERS
 from tests.integration.harness import (
     Kamailio,
     PhoneFactory,
@@ -34,6 +33,7 @@ from tests.integration.harness import (
     rms,
     write_tone,
 )
+from tests.integration.harness.kamailio import TEST_USERS
 from tests.integration.harness.rawsip import exchange, options_request
 from tests.integration.harness.sipp import run_sipp, start_sipp, write_users_file
 from tests.sipp import garbage
@@ -274,7 +274,7 @@ def test_sipp_registers_200_users_from_an_injection_file(make_kamailio, sipp_dir
 
 
 def test_sipp_wrong_passwords_are_refused(kamailio: Kamailio, sipp_dir: Path) -> None:
-    inf = write_users_file(sipp_dir / "bad.csv", KAMAILIO_USERS, kamailio.domain, password_override="wrong")
+    inf = write_users_file(sipp_dir / "bad.csv", TEST_USERS, kamailio.domain, password_override="wrong")
     refused = run_sipp("reg_auth_expect_fail", kamailio.address, directory=sipp_dir, inf=inf, calls=5)
     refused.assert_ok(successful=5)
     # And the scenario that expects success does fail on them (the runner reports it).
@@ -292,7 +292,7 @@ def test_sipp_options_over_udp_and_tcp(kamailio: Kamailio, sipp_dir: Path) -> No
 def test_sipp_caller_reaches_a_registered_sipp_callee_through_kamailio(make_kamailio, sipp_dir: Path) -> None:  # type: ignore[no-untyped-def]
     kam = make_kamailio(invite_auth=False)  # uac_basic is a trunk-style caller without credentials
     # Register the callee's address first (reg_auth's Contact is sipp's own ip:port), then answer there.
-    inf = write_users_file(sipp_dir / "svc.csv", {"svc": KAMAILIO_USERS["svc"]}, kam.domain)
+    inf = write_users_file(sipp_dir / "svc.csv", {"svc": TEST_USERS["svc"]}, kam.domain)
     uas_port = free_port("udp+tcp")
     run_sipp("reg_auth", kam.address, directory=sipp_dir, inf=inf, calls=1, local_port=uas_port).assert_ok()
     uas = start_sipp(

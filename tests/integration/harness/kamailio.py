@@ -25,11 +25,20 @@ from .ports import free_port
 from .process import ManagedProcess, ProcessError
 from .rawsip import wait_until_answering
 
-__all__ = ["KAMAILIO_TEMPLATE", "Kamailio", "kamailio_available", "render_config"]
+__all__ = ["KAMAILIO_TEMPLATE", "TEST_USERS", "Kamailio", "kamailio_available", "render_config"]
 
 KAMAILIO_TEMPLATE = Path(__file__).with_name("kamailio.cfg.tmpl")
 MODULE_PATHS = ("/usr/lib/x86_64-linux-gnu/kamailio/modules", "/usr/lib/kamailio/modules")
 _SAFE_USER = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+TEST_USERS: dict[str, str] = {
+    "alice": "pw-alice",
+    "bob": "pw-bob",
+    "carol": "pw-carol",
+    "dave": "pw-dave",
+    "svc": "pw-svc",
+}
+"""Users and passwords shared by the Kamailio stand-in and the switch's test configs."""
 
 
 def kamailio_available() -> str | None:

@@ -15,10 +15,23 @@ Model (see /work/shared/harness.md §3 for the pitfalls this follows):
 * Events leave on stdout as JSON lines ``{"event": NAME, ...}``. pjlib's own console output is moved to
   stderr (stdout's file descriptor is swapped at start-up), so stdout carries events only.
 
-Events: ready, reg_state, incoming_call, call_state, media_state, media_active, dtmf, tsx_rx,
-record_done, ok, error, exit. Commands: call, answer, ringing, reject, hangup, dtmf, hold, unhold,
-register, reregister, unregister, play, stop_play, record, stop_record, set (auto-answer settings),
-info, quit.
+Events (every one also has "t", the driver's monotonic clock; "call" is the pjsua call index):
+  ready          name, pid, port (local SIP port), transport, contact
+  reg_state      code, reason, expiration, active, status
+  incoming_call  call, remote_uri, local_uri, sip_call_id, src, invite (the raw INVITE)
+  call_state     call, state (CALLING INCOMING EARLY CONNECTING CONFIRMED DISCONNECTED), code, reason,
+                 sip_call_id, remote_uri, role (uac/uas)
+  media_state    call, status (ACTIVE LOCAL_HOLD REMOTE_HOLD NONE ERROR), dir
+  media_active   call                      (after the player/recorder were (re)connected)
+  dtmf           call, digit, method (rfc2833/info), duration
+  tsx_rx         call, line (first line), cseq (method), msg (raw) for every SIP message received in a call
+  record_done    call, path, number, complete, seconds (the WAV is final on disk)
+  ok / error     cmd, id (if the command had one), result fields / message
+  exit           code
+Commands: call URI, answer [CODE], ringing, reject [CODE], hangup [CODE], dtmf DIGITS [method],
+info-dtmf DIGITS, hold, unhold, register [EXPIRY], reregister [EXPIRY], unregister, play PATH, stop_play,
+record PATH, stop_record, set (auto_answer, answer_delay, answer_code, ring), info, quit. Commands that act
+on a call take "call" (an index); without it they act on the newest live call.
 
 Not here: video, SRTP key choice (on/off only), transfers, presence, more than one account.
 """
