@@ -440,11 +440,16 @@ class Request(Message):
             changed = True
         if not changed:
             return
-        lines = self.headers.get_all("via")
-        first_line_items = split_list(lines[0])
-        new_first = [str(top), *first_line_items[1:]]
-        self.headers.replace_values("via", new_first + lines[1:])
-        self.headers._cache["via"] = vias
+        # Rewrite only the first Via line, keeping its name as written and any further values on it;
+        # the typed values of the other headers stay cached (the registrar reads them next).
+        headers = self.headers
+        items = headers._items
+        index = next(i for i, item in enumerate(items) if item[0] == "via")
+        _, name, value = items[index]
+        rest = split_list(value)[1:] if "," in value else []
+        items[index] = ("via", name, ", ".join([str(top), *rest]))
+        headers._raw = None
+        headers._cache["via"] = vias
 
 
 class Response(Message):
