@@ -358,3 +358,17 @@ def test_set_received_keeps_the_rest_of_a_combined_via_line() -> None:
         ("192.168.1.23", "203.0.113.5"),
         ("10.0.0.1", None),
     ]
+
+
+def test_set_received_rewrites_only_the_top_via_line_as_written() -> None:
+    compact = REGISTER.replace(b"Via: SIP/2.0/UDP 192.168.1.23", b"v: SIP/2.0/UDP 192.168.1.23")
+    msg = parse_message(compact)
+    assert isinstance(msg, Request)
+    msg.set_received("203.0.113.5", 1024)
+    lines = bytes(msg).split(b"\r\n")
+    assert (
+        lines[1]
+        == b"v: SIP/2.0/UDP 192.168.1.23:5060;branch=z9hG4bK-524287-1;rport=1024;received=203.0.113.5"
+    )
+    assert lines[2:] == compact.split(b"\r\n")[2:]  # every other line as it was
+    assert msg.from_.tag == "5c2f8e1a" and msg.contacts[0].params == {"expires": "3600"}
