@@ -1,8 +1,12 @@
-"""Typed SIP header values (RFC 3261 §20) and the helpers to parse them.
+"""Typed SIP header values (RFC 3261 §20, grammar of §25) and the helpers to parse them.
 
-Via, name-addr headers (From, To, Contact, Route, Record-Route, Reply-To), CSeq, header parameters, and
-the splitting of comma-separated list headers (§7.3.1) that respects quoted strings and angle brackets.
-Names: the compact-form table (§7.3.3) and the canonical spelling we write.
+Via (§20.42), name-addr headers (From, To, Contact, Route, Record-Route, Reply-To: §20.10, §20.20),
+CSeq (§20.16), header parameters, quoted strings, and the splitting of comma-separated list headers
+(§7.3.1) that respects quoted strings and angle brackets. Names: the compact-form table (§7.3.3) and the
+canonical spelling we write. Common shapes go through one regex match; the general code handles, and
+names the fault in, everything else.
+Not here: the digest Authorization/WWW-Authenticate parameters (sip/auth.py), and typed values of
+headers no layer reads (Date, Retry-After, Warning ...), which stay strings.
 """
 
 from __future__ import annotations

@@ -1,12 +1,16 @@
 """SIP requests and responses (RFC 3261 §7, §8.2.6, §20).
 
 `Headers` keeps every header as received — the name as written, the value as a string — in order, with a
-lower-case lookup key (compact forms expanded), so an unmodified message serialises byte-for-byte. Typed
-views of the headers every layer needs (Via, From, To, Call-ID, CSeq, Contact, Max-Forwards, Expires) are
-parsed on first use and cached until the headers change; the parser touches the mandatory ones eagerly so a
-malformed message is refused before any transaction sees it.
+lower-case lookup key (compact forms expanded). A parsed message also keeps its header lines' bytes, so
+until its headers change it serialises byte for byte (spacing and folding included); after a change
+every line is written as `Name: value`. Typed views of the headers every layer needs (Via, From, To,
+Call-ID, CSeq, Contact, Max-Forwards, Expires, Content-Length) are cached until the headers change; the
+parser fills them eagerly so a malformed message is refused before any transaction sees it.
 
-`bytes(msg)` serialises; `request.reply(status)` builds a response as §8.2.6.2 says.
+`bytes(msg)` serialises (adding Content-Length when the headers have none); `request.reply(status)`
+builds a response as §8.2.6.2 says; `request.set_received(host, port)` stamps the top Via (RFC 3581).
+Strings that did not come from the parser must not hold lone surrogates other than the U+DC80-U+DCFF
+that stand for undecodable bytes: `bytes(msg)` cannot write them.
 """
 
 from __future__ import annotations

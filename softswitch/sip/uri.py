@@ -1,8 +1,10 @@
 """SIP, SIPS and tel URIs (RFC 3261 §19.1, RFC 3966).
 
-Parsing, serialisation and the §19.1.4 comparison rules. Escaped characters are kept as sent in `user`
-(so serialisation is faithful) and unescaped for comparison. IPv6 hosts are stored without brackets and
-written with them. Any other scheme is kept whole as an `AbsoluteUri` (the core answers 416 where it
+Parsing, serialisation and the §19.1.4 comparison rules. Escaped characters are kept as sent in `user`,
+parameters and headers (so serialisation is faithful) and compared in a normal form where escapes of
+unreserved characters are decoded. IPv6 hosts are validated, stored without brackets and written with
+them. A "?" before the "@" belongs to the user part unless what precedes it is a host (see
+_headers_before). Any other scheme is kept whole as an `AbsoluteUri` (the core answers 416 where it
 needs a SIP URI).
 Not here: resolving a URI to a transport, address and port (RFC 3263) — that is the transport's job.
 """
