@@ -767,8 +767,7 @@ class AcdEngine:
                 queue.counts[agent.status] += 1
             agent.token += 1
             if agent.status is AgentStatus.AVAILABLE:
-                self._file_agent(agent)
-                self._pending_agents[agent.id] = agent
+                self._pending_agents[agent.id] = agent  # filed when settled (see _refresh)
 
     def _file_agent(self, agent: Agent) -> None:
         queues = self._queues
@@ -797,7 +796,8 @@ class AcdEngine:
         if new is AgentStatus.AVAILABLE:
             if old is not AgentStatus.OFFERED:
                 agent.idle_since = now
-            self._file_agent(agent)
+            # Filed into the queues' agent heaps by _dispatch_agent only if no waiting call takes it: most
+            # agents freed in a busy centre take a call at once, and would only leave stale entries behind.
             self._pending_agents[agent.id] = agent
 
     def _state_record(
@@ -1192,7 +1192,8 @@ class AcdEngine:
             elif pending_agents:
                 # Newly free agents choose first: every waiting call is already in the heaps, so each takes
                 # the best call it may serve. A pending call choosing first could take a newly free agent
-                # that a better, older call (not pending itself) was waiting for.
+                # that a better, older call (not pending itself) was waiting for. Pending agents are not in
+                # the agent heaps yet, so no call may choose them before they have chosen.
                 agent_id = next(iter(pending_agents))
                 agent = pending_agents.pop(agent_id)
                 if agent.status is AgentStatus.AVAILABLE:
@@ -1209,18 +1210,8 @@ class AcdEngine:
         if queue.config.leave_when_empty and queue.present() == 0:
             self._time_out(call, "leave_empty", now)
             return
-        strategy = queue.strategy
-        step = call.step
         for _round in range(2):
-            if strategy.rings_all:
-                chosen = queue.candidates(step, call.tried)
-            elif strategy.ordered:
-                agent = queue.best_agent(step, call.tried)
-                chosen = [agent] if agent is not None else []
-            else:
-                candidates = queue.candidates(step, call.tried)
-                agent_id = strategy.choose(call, candidates, now=now) if candidates else None
-                chosen = [self._agents[agent_id]] if agent_id is not None else []
+            chosen = self._choose(call, now)
             if chosen:
                 self._offer(call, chosen, now)
                 return
@@ -1235,6 +1226,25 @@ class AcdEngine:
                 return
             call.tried.clear()
 
+    def _choose(self, call: Call, now: float) -> list[Agent]:
+        """The agents to offer `call` to now, by its queue's strategy, skipping those rung this round."""
+        queue = call.queue
+        if queue.counts[AgentStatus.AVAILABLE] == 0:
+            return []  # nobody who could ever serve this queue is free: the common case when all are busy
+        strategy = queue.strategy
+        step = call.step
+        if strategy.rings_all:
+            return queue.candidates(step, call.tried)
+        if strategy.ordered:
+            agent = queue.best_agent(step, call.tried)
+        elif strategy.uniform:
+            agent = queue.sample_agent(step, call.tried, strategy.rng)
+        else:
+            candidates = queue.candidates(step, call.tried)
+            agent_id = strategy.choose(call, candidates, now=now) if candidates else None
+            agent = self._agents[agent_id] if agent_id is not None else None
+        return [agent] if agent is not None else []
+
     def _dispatch_agent(self, agent: Agent, now: float) -> None:
         best = None
         queues = self._queues
@@ -1245,6 +1255,8 @@ class AcdEngine:
                 best = entry
         if best is not None:
             self._offer(best[4], [agent], now)
+        else:
+            self._file_agent(agent)  # idle: now calls may choose it
 
     # ================================================================================================
     # for tests

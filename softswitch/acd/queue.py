@@ -16,6 +16,7 @@ stale entries outnumber live ones. Positions ("you are number 3") come from per-
 from __future__ import annotations
 
 import heapq
+import random
 from bisect import bisect_left, insort
 from collections.abc import Collection, Iterator
 from enum import StrEnum
@@ -250,6 +251,27 @@ class QueueState:
             for entry in skipped:
                 heapq.heappush(heap, entry)
         return None if best is None else best[3]
+
+    def sample_agent(self, step: int, exclude: Collection[str], rng: random.Random) -> Agent | None:
+        """A uniformly random available agent qualified at `step`, not in `exclude`.
+
+        Each available agent has exactly one live entry in this queue's heaps, so drawing entries uniformly
+        and rejecting stale or excluded ones is a uniform draw among the candidates. After a few misses
+        (mostly stale heaps) it lists the candidates instead.
+        """
+        heaps = self.agent_heaps[: step + 1]
+        total = sum(len(heap) for heap in heaps)
+        for _ in range(32 if total else 0):
+            index = rng.randrange(total)
+            for heap in heaps:
+                if index < len(heap):
+                    entry = heap[index]
+                    break
+                index -= len(heap)
+            if _agent_live(entry) and entry[3].id not in exclude:
+                return entry[3]
+        candidates = self.candidates(step, exclude)
+        return rng.choice(candidates) if candidates else None
 
     def candidates(self, step: int, exclude: Collection[str] = ()) -> list[Agent]:
         """Every available agent qualified at `step`, minus `exclude`, in roster order."""

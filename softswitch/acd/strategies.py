@@ -50,6 +50,8 @@ class Strategy:
     ordered: ClassVar[bool] = True
     #: Offer the call to every candidate at once.
     rings_all: ClassVar[bool] = False
+    #: `choose` is a uniform draw: the engine may sample its indexes instead of listing every candidate.
+    uniform: ClassVar[bool] = False
 
     def __init__(self, *, rng: random.Random) -> None:
         self.rng = rng
@@ -132,6 +134,7 @@ class BestSkill(Strategy):
 class Random(Strategy):
     name = "random"
     ordered = False
+    uniform = True
 
     def choose(self, call: Call, candidates: Sequence[Agent], *, now: float) -> str | None:
         if not candidates:
