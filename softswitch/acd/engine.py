@@ -27,7 +27,7 @@ import itertools
 import random
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 
 from .actions import (
     Action,
@@ -69,6 +69,7 @@ from .events import (
     WrapUpEnded,
 )
 from .queue import Call, CallState, QueueState
+from .queue import Timer as _Timer
 from .skills import proficiency_score
 from .stats import AgentFigures, QueueFigures, StatsCollector
 from .strategies import create_strategy
@@ -104,19 +105,6 @@ class Ack(StrEnum):
     NO_CHANGE = "no_change"
     NOT_LOGGED_IN = "not_logged_in"
     UNKNOWN_AGENT = "unknown_agent"
-
-
-class _Timer(IntEnum):
-    RING = 0
-    WRAP = 1
-    RELAX = 2
-    OVERFLOW = 3
-    MAX_WAIT = 4
-    ANNOUNCE = 5
-    RETRY = 6
-
-
-_WAITING_TIMERS = (_Timer.RELAX, _Timer.OVERFLOW, _Timer.MAX_WAIT, _Timer.ANNOUNCE, _Timer.RETRY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +242,8 @@ class AcdEngine:
                 self._end_wrap_up(subject, "wrap_up_timer", now)
                 continue
             assert isinstance(subject, Call)
-            subject.deadlines.pop(kind, None)
+            if kind is not _Timer.RING:
+                subject.set_deadline(kind, None)
             if kind is _Timer.RING:
                 assert agent_id is not None
                 self._offer_failed(subject, self._agents[agent_id], "no_answer", now, timed_out=True)
@@ -273,7 +262,7 @@ class AcdEngine:
             elif kind is _Timer.ANNOUNCE:
                 self._announce(subject, now)
             elif kind is _Timer.RETRY:
-                subject.tried.clear()
+                subject.new_round()
                 self._want_call(subject)
             self._settle(now)
         self._settle(now)
@@ -563,8 +552,7 @@ class AcdEngine:
         for call in self._calls.values():
             if call.state is CallState.CONNECTED:
                 continue
-            for kind in _WAITING_TIMERS:
-                call.deadlines.pop(kind, None)
+            call.clear_deadlines()
             queue = call.queue
             call.step = min(queue.requirements.step_at(now - call.entered_at), queue.requirements.count - 1)
             self._schedule_waiting_timers(call, now)
@@ -737,7 +725,7 @@ class AcdEngine:
                     step=call.step,
                     agents=tuple(call.offers) if call.offers else ((call.agent.id,) if call.agent else ()),
                     rung=tuple(sorted(call.tried)),
-                    retry_at=call.deadlines.get(_Timer.RETRY),
+                    retry_at=call.retry_at,
                 )
         return AcdSnapshot(at=at, queues=queues, agents=agents, calls=call_views)
 
@@ -830,7 +818,7 @@ class AcdEngine:
             heapq.heapify(self._timers)
 
     def _set_call_timer(self, call: Call, kind: _Timer, at: float) -> None:
-        call.deadlines[kind] = at
+        call.set_deadline(kind, at)
         self._push_timer(at, kind, call)
 
     @staticmethod
@@ -843,7 +831,7 @@ class AcdEngine:
             return False
         if kind is _Timer.RING:
             return subject.offers.get(agent_id or "") == at
-        return subject.deadlines.get(kind) == at
+        return subject.deadline(kind) == at
 
     def _schedule_waiting_timers(self, call: Call, now: float) -> None:
         """Relax, overflow, max-wait and announce deadlines of a call in its current queue."""
@@ -869,7 +857,7 @@ class AcdEngine:
         call.queue = queue
         call.entered_at = now
         call.step = 0
-        call.tried.clear()
+        call.new_round()
         call.state = CallState.WAITING
         call.overflow_due = call.timeout_due = False
         queue.add(call)
@@ -892,8 +880,7 @@ class AcdEngine:
         queue = call.queue
         queue.remove(call)
         call.hgen += 1
-        for kind in _WAITING_TIMERS:
-            call.deadlines.pop(kind, None)
+        call.clear_deadlines()
         call.overflow_due = call.timeout_due = False
         if queue.retired and not queue.calls:
             self._drop_queue(queue)
@@ -902,7 +889,7 @@ class AcdEngine:
         """The call leaves the ACD altogether."""
         self._leave_queue(call)
         call.state = CallState.ENDED
-        call.deadlines.clear()
+        call.clear_deadlines()
         self._calls.pop(call.id, None)
 
     def _drop_queue(self, queue: QueueState) -> None:
@@ -1032,8 +1019,7 @@ class AcdEngine:
         call.hgen += 1
         call.offered_at = now
         for agent in agents:
-            call.offers[agent.id] = ring_until
-            call.tried.add(agent.id)
+            call.ring(agent.id, ring_until)
             agent.call = call
             queue.offer_seq += 1
             agent.last_offered[queue.name] = queue.offer_seq
@@ -1215,7 +1201,7 @@ class AcdEngine:
             if chosen:
                 self._offer(call, chosen, now)
                 return
-            if not call.tried or call.deadlines.get(_Timer.RETRY) is not None:
+            if not call.tried or call.retry_at is not None:
                 return
             # Everyone eligible and free was rung this round. A new round starts after `retry` (Asterisk's
             # retry), whether or not those agents are free now: until then they prefer other calls, after
@@ -1224,7 +1210,7 @@ class AcdEngine:
             if queue.config.retry > 0:
                 self._set_call_timer(call, _Timer.RETRY, now + queue.config.retry)
                 return
-            call.tried.clear()
+            call.new_round()
 
     def _choose(self, call: Call, now: float) -> list[Agent]:
         """The agents to offer `call` to now, by its queue's strategy, skipping those rung this round."""

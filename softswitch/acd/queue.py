@@ -19,14 +19,39 @@ import heapq
 import random
 from bisect import bisect_left, insort
 from collections.abc import Collection, Iterator
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 from .agent import BUSY_STATES, Agent, AgentStatus
 from .config import QueueConfig
 from .skills import Requirements
 from .strategies import Strategy
 
-__all__ = ["Call", "CallState", "QueueState"]
+__all__ = ["Call", "CallState", "QueueState", "Timer"]
+
+
+class Timer(IntEnum):
+    """Kinds of deadline in the engine's one timer heap."""
+
+    RING = 0  # an offer rings out (per call and agent)
+    WRAP = 1  # an agent's wrap-up ends
+    RELAX = 2  # a waiting call reaches its next relax step
+    OVERFLOW = 3
+    MAX_WAIT = 4
+    ANNOUNCE = 5
+    RETRY = 6  # a new round of offers may ring agents rung before
+
+
+#: The Call slot holding each call deadline (RING lives in Call.offers, WRAP on the agent).
+_DEADLINE_SLOTS = {
+    Timer.RELAX: "relax_at",
+    Timer.OVERFLOW: "overflow_at",
+    Timer.MAX_WAIT: "max_wait_at",
+    Timer.ANNOUNCE: "announce_at",
+    Timer.RETRY: "retry_at",
+}
+# Shared empties: most calls are never offered or only once, and an empty set costs 216 bytes per call.
+_NO_OFFERS: dict[str, float] = {}
+_NO_ONE: frozenset[str] = frozenset()
 
 
 class CallState(StrEnum):
@@ -42,19 +67,23 @@ class Call:
 
     __slots__ = (
         "agent",
+        "announce_at",
         "arrived_at",
         "caller",
         "connected_at",
-        "deadlines",
         "entered_at",
         "explicit_priority",
         "hgen",
         "id",
+        "max_wait_at",
         "offered_at",
         "offers",
+        "overflow_at",
         "overflow_due",
         "priority",
         "queue",
+        "relax_at",
+        "retry_at",
         "seq",
         "state",
         "step",
@@ -78,18 +107,22 @@ class Call:
         self.seq = seq
         self.step = 0
         self.state = CallState.WAITING
-        #: agent id -> ring_until for every agent ringing now.
-        self.offers: dict[str, float] = {}
+        #: agent id -> ring_until for every agent ringing now (a shared empty dict until the first ring).
+        self.offers: dict[str, float] = _NO_OFFERS
         self.offered_at = now
         #: The agent the call is connected to.
         self.agent: Agent | None = None
         self.connected_at = now
         #: Agents offered this call in the current round; the next agent is someone else.
-        self.tried: set[str] = set()
+        self.tried: set[str] | frozenset[str] = _NO_ONE
         #: Generation of this call's heap entry; bumped when it leaves waiting, changes step or queue.
         self.hgen = 0
-        #: timer kind -> deadline; a heap entry is live while its time equals the one stored here.
-        self.deadlines: dict[int, float] = {}
+        #: Deadlines by kind (see Timer); a heap entry is live while its time equals the one stored here.
+        self.relax_at: float | None = None
+        self.overflow_at: float | None = None
+        self.max_wait_at: float | None = None
+        self.announce_at: float | None = None
+        self.retry_at: float | None = None
         #: An overflow / max-wait deadline passed while the call was ringing; applied if the ring fails.
         self.overflow_due = False
         self.timeout_due = False
@@ -97,6 +130,28 @@ class Call:
     @property
     def order(self) -> tuple[int, float, int]:
         return (-self.priority, self.arrived_at, self.seq)
+
+    def ring(self, agent_id: str, until: float) -> None:
+        """Record an offer to `agent_id` ringing until `until`."""
+        if self.offers is _NO_OFFERS:
+            self.offers = {}
+        if not isinstance(self.tried, set):
+            self.tried = set()
+        self.offers[agent_id] = until
+        self.tried.add(agent_id)
+
+    def new_round(self) -> None:
+        """Forget who was rung: every eligible agent may be offered the call again."""
+        self.tried = _NO_ONE
+
+    def deadline(self, kind: Timer) -> float | None:
+        return getattr(self, _DEADLINE_SLOTS[kind])  # type: ignore[no-any-return]
+
+    def set_deadline(self, kind: Timer, at: float | None) -> None:
+        setattr(self, _DEADLINE_SLOTS[kind], at)
+
+    def clear_deadlines(self) -> None:
+        self.relax_at = self.overflow_at = self.max_wait_at = self.announce_at = self.retry_at = None
 
     def __repr__(self) -> str:
         return f"<Call {self.id} {self.state} in {self.queue.name}>"
