@@ -58,6 +58,10 @@ from softswitch.store.writer import StoreWriter
 __all__ = ["App", "binding_from_row", "binding_to_row"]
 
 log = logging.getLogger("softswitch")
+# Lifecycle lines (ready, stopping, stopped) are written whatever the log level: supervisors and tests
+# wait for them.
+lifecycle = logging.getLogger("softswitch.lifecycle")
+lifecycle.setLevel(logging.INFO)
 
 WILDCARDS = {"0.0.0.0", "::", ""}
 
@@ -203,6 +207,7 @@ class App:
         self._stop = asyncio.Event()
         self.wall_offset = 0.0
         self.engine: Any = None
+        self._contacts: dict[str, frozenset[str]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -297,7 +302,7 @@ class App:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._stop.set)
-        log.info(
+        lifecycle.info(
             "ready",
             extra={
                 "event": "ready",
@@ -315,7 +320,7 @@ class App:
         self._stop.set()
 
     async def shutdown(self) -> None:
-        log.info("shutting down", extra={"event": "stopping"})
+        lifecycle.info("shutting down", extra={"event": "stopping"})
         assert self.transport is not None and self.writer is not None and self.endpoint is not None
         await self.transport.stop_listening()
         # Let every commit already submitted finish and its held 200 go out.
@@ -334,7 +339,7 @@ class App:
         self.relays.shutdown()
         await asyncio.to_thread(self.writer.close, 10.0)
         self.engine.dispose()
-        log.info("stopped", extra={"event": "stopped"})
+        lifecycle.info("stopped", extra={"event": "stopped"})
 
     # -- wiring helpers ----------------------------------------------------------------------------------
 
@@ -403,10 +408,21 @@ class App:
             case PersistBindings(token=token, aor=aor, bindings=bindings, flow=flow):
                 rows = [binding_to_row(b, self.wall_offset) for b in bindings]
                 self._persist(aor, rows, token)
-                log.info(
-                    "registered",
-                    extra={"event": "register", "aor": aor, "source": str(flow), "contacts": len(bindings)},
-                )
+                # A new or removed contact is news; a refresh of the same ones is not (debug).
+                contacts = frozenset(b.key for b in bindings)
+                changed = self._contacts.get(aor) != contacts
+                self._contacts[aor] = contacts
+                if changed or log.isEnabledFor(logging.DEBUG):
+                    log.log(
+                        logging.INFO if changed else logging.DEBUG,
+                        "registered",
+                        extra={
+                            "event": "register",
+                            "aor": aor,
+                            "source": str(flow),
+                            "contacts": len(bindings),
+                        },
+                    )
             case BindingsExpired(aor=aor, bindings=bindings):
                 rows = [binding_to_row(b, self.wall_offset) for b in bindings]
                 self._persist(aor, rows, None)

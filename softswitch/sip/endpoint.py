@@ -36,7 +36,7 @@ from softswitch.sip.errors import SipParseError
 from softswitch.sip.flow import Flow
 from softswitch.sip.guard import Guard, Verdict
 from softswitch.sip.location import Binding, LocationTable
-from softswitch.sip.message import Headers, Request, Response, new_branch, new_call_id, new_tag
+from softswitch.sip.message import Headers, Request, Response, new_branch, new_tag
 from softswitch.sip.parser import DEFAULT_LIMITS, ParserLimits, error_response, parse_message
 from softswitch.sip.registrar import Registrar, RegistrarPolicy
 from softswitch.sip.timers import TimerValues
@@ -179,7 +179,7 @@ class _Qualify:
     aor: str
     key: str
     sent_at: float
-    tx: ClientTransaction | None = None
+    call_id: str
     done: bool = False
 
 
@@ -211,6 +211,7 @@ class Endpoint:
         self._qualify_seq = itertools.count()
         self._qualify_scheduled: set[tuple[str, str]] = set()
         self._qualify_inflight: dict[tuple[str, str], _Qualify] = {}
+        self._qualify_by_call_id: dict[str, _Qualify] = {}
         self._qualify_timeouts: list[tuple[float, int, str, str]] = []
         self.wall_offset = 0.0  # wall clock = now + wall_offset (set by the application)
         self.counters: dict[str, int] = {}
@@ -350,6 +351,8 @@ class Endpoint:
                     if self.usage is not None:
                         self.usage.on_ack(request, flow, now=now)
                 case StrayResponse(response=response, flow=flow):
+                    if self._qualify_answer(response, now):
+                        continue
                     if self.usage is not None:
                         self.usage.on_stray_response(response, flow, now=now)
                     else:
@@ -531,18 +534,23 @@ class Endpoint:
             probe = self._qualify_inflight.get((aor, key))
             if probe is not None and not probe.done and probe.sent_at + self.config.qualify_timeout <= now:
                 probe.done = True
+                self._qualify_by_call_id.pop(probe.call_id, None)
                 self._qualified(aor, key, reachable=False, rtt=None, now=now)
 
     def _send_qualify(self, binding: Binding, now: float) -> None:
+        """One OPTIONS over the binding's own flow, sent statelessly (as Kamailio's nathelper pings): a
+        probe that gets no answer is not retransmitted — the next one comes `qualify_interval` later —
+        so a dead phone costs one datagram per interval, not a transaction's eleven."""
         flow = binding.flow
         domain = self.config.domain
+        call_id = f"qualify-{new_tag()}@{domain}"
         headers = Headers(
             [
                 ("Via", self.via_for(flow)),
                 ("Max-Forwards", "70"),
                 ("From", f"<sip:qualify@{domain}>;tag={new_tag()}"),
                 ("To", f"<{binding.contact}>"),
-                ("Call-ID", new_call_id(domain)),
+                ("Call-ID", call_id),
                 ("CSeq", "1 OPTIONS"),
                 ("User-Agent", self.config.user_agent),
                 ("Content-Length", "0"),
@@ -552,15 +560,29 @@ class Endpoint:
             request = Request("OPTIONS", binding.contact, headers)
         except SipParseError:
             return
-        probe = _Qualify(binding.aor, binding.key, now)
-        tx = self.transactions.send_request(request, flow, now=now)
-        tx.user_data = probe
-        probe.tx = tx
+        previous = self._qualify_inflight.get((binding.aor, binding.key))
+        if previous is not None:
+            self._qualify_by_call_id.pop(previous.call_id, None)
+        probe = _Qualify(binding.aor, binding.key, now, call_id)
         self._qualify_inflight[(binding.aor, binding.key)] = probe
+        self._qualify_by_call_id[call_id] = probe
+        self.transactions.send_stateless(request, flow)
         heapq.heappush(
             self._qualify_timeouts,
             (now + self.config.qualify_timeout, next(self._qualify_seq), binding.aor, binding.key),
         )
+
+    def _qualify_answer(self, response: Response, now: float) -> bool:
+        """A response to one of our qualify probes? Any final answer, even 404 or 405, proves the phone
+        and its NAT pinhole are alive."""
+        probe = self._qualify_by_call_id.get(response.call_id)
+        if probe is None:
+            return False
+        if response.status >= 200 and not probe.done:
+            probe.done = True
+            del self._qualify_by_call_id[response.call_id]
+            self._qualified(probe.aor, probe.key, reachable=True, rtt=now - probe.sent_at, now=now)
+        return True
 
     def _qualified(self, aor: str, key: str, *, reachable: bool, rtt: float | None, now: float) -> None:
         binding = self.location.get(aor, key)
@@ -576,25 +598,12 @@ class Endpoint:
             self._events.append(ReachabilityChanged(aor, key, binding.contact, reachable, rtt))
 
     def _on_response(self, tx: ClientTransaction, response: Response, now: float) -> None:
-        probe = tx.user_data
-        if isinstance(probe, _Qualify):
-            if response.status >= 200 and not probe.done:
-                probe.done = True
-                # Any final answer, even 404 or 405, proves the phone and its NAT pinhole are alive.
-                self._qualified(probe.aor, probe.key, reachable=True, rtt=now - probe.sent_at, now=now)
-            return
         if self.usage is not None:
             self.usage.on_response(tx, response, now=now)
 
     def _on_timeout(
         self, tx: ClientTransaction | ServerTransaction, now: float, *, transport: bool = False
     ) -> None:
-        probe = getattr(tx, "user_data", None)
-        if isinstance(probe, _Qualify):
-            if not probe.done:
-                probe.done = True
-                self._qualified(probe.aor, probe.key, reachable=False, rtt=None, now=now)
-            return
         usage = self.usage
         if usage is None:
             return

@@ -86,8 +86,8 @@ class Guard:
             raise ValueError("failures must be at least 1")
         if throttle_after < 1:
             raise ValueError("throttle_after must be at least 1")
-        if window <= 0 or ban_time <= 0:
-            raise ValueError("window and ban_time must be positive")
+        if window <= 0 or ban_time < 0:
+            raise ValueError("window must be positive and ban_time not negative")
         if max_tracked < 1 or max_bans < 1:
             raise ValueError("max_tracked and max_bans must be at least 1")
         if not 0 <= ipv6_prefix <= 128:
@@ -149,6 +149,10 @@ class Guard:
         else:
             self._history.move_to_end(key)
         history.append(now)
+        if len(history) >= self.failures and self.ban_time == 0:
+            # banning turned off (security.ban_time: 0): keep throttling, never ban
+            self._reschedule(key)
+            return Verdict.THROTTLE
         if len(history) >= self.failures:
             del self._history[key]
             self._ban(key, now + self.ban_time)

@@ -303,3 +303,12 @@ def test_address_cache_is_bounded() -> None:
     for i in range(10_000):
         assert guard.check(f"10.{i // 256 % 256}.{i % 256}.1", now=0.0) is Verdict.ALLOW
     assert len(guard._keys) <= 4096
+
+
+def test_ban_time_zero_turns_banning_off_but_keeps_throttling() -> None:
+    guard = Guard(failures=3, window=60.0, ban_time=0.0, throttle_after=2)
+    verdicts = [guard.record_failure("192.0.2.9", now=float(i)) for i in range(6)]
+    assert Verdict.BANNED not in verdicts
+    assert verdicts[-1] is Verdict.THROTTLE
+    assert guard.check("192.0.2.9", now=6.0) is not Verdict.BANNED
+    assert guard.bans(now=6.0) == []
