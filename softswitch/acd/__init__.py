@@ -31,6 +31,7 @@ from .agent import AgentStatus
 from .config import AgentConfig, Announce, ConfigError, QueueConfig, RelaxStep
 from .config import Overflow as OverflowRule
 from .engine import AUTO_PAUSE_REASON, AcdEngine, AcdSnapshot, Ack, AgentSnapshot, CallSnapshot, QueueSnapshot
+from .simulate import ErlangC, Load, QueueLoad, QueueResult, SimulationResult, erlang_c, simulate
 from .stats import AgentFigures, QueueFigures, StatsCollector
 from .strategies import UnknownStrategy, known_strategies, register_strategy
 
@@ -51,7 +52,9 @@ __all__ = [
     "CancelOffer",
     "ConfigError",
     "ConnectCall",
+    "ErlangC",
     "ExitTo",
+    "Load",
     "OfferCall",
     "Overflow",
     "OverflowRule",
@@ -61,14 +64,19 @@ __all__ = [
     "QueueEvent",
     "QueueEventKind",
     "QueueFigures",
+    "QueueLoad",
+    "QueueResult",
     "QueueSnapshot",
     "Record",
     "RelaxStep",
     "Repair",
+    "SimulationResult",
     "StartMusicOnHold",
     "StatsCollector",
     "TimeOut",
     "UnknownStrategy",
+    "erlang_c",
     "known_strategies",
     "register_strategy",
+    "simulate",
 ]

@@ -88,6 +88,7 @@ __all__ = [
 AUTO_PAUSE_REASON = "missed_offers"
 #: Weight of the newest call in the moving average of handle time used for estimated waits.
 _EWMA_WEIGHT = 0.2
+_WORKING = (AgentStatus.OFFERED, AgentStatus.ON_CALL, AgentStatus.DIRECT_CALL, AgentStatus.WRAP_UP)
 _FAILURE_KINDS = {
     "no_answer": QueueEventKind.RING_NO_ANSWER,
     "rejected": QueueEventKind.OFFER_REJECTED,
@@ -118,6 +119,23 @@ class QueueSnapshot:
     #: Figures since the engine started (see stats.py for the definitions).
     figures: QueueFigures
     retired: bool = False
+
+    @property
+    def available(self) -> int:
+        return self.agents.get(AgentStatus.AVAILABLE, 0)
+
+    @property
+    def busy(self) -> int:
+        """Ringing, on a queue call, on a direct call or in wrap-up."""
+        return sum(self.agents.get(status, 0) for status in _WORKING)
+
+    @property
+    def paused(self) -> int:
+        return self.agents.get(AgentStatus.PAUSED, 0)
+
+    @property
+    def logged_in(self) -> int:
+        return sum(count for status, count in self.agents.items() if status is not AgentStatus.LOGGED_OUT)
 
 
 @dataclass(frozen=True, slots=True)
