@@ -5,12 +5,13 @@ outputs are `actions()` (commands for the call flow), `records()` (queue events 
 the store) and `next_deadline()`; `handle_timer(now=...)` runs what is due. No sockets, files, threads,
 clocks or asyncio: the same engine runs live, in `softswitch simulate` and in hypothesis tests.
 
-How a decision is made. After every input the engine settles: each call that became waiting looks for an
-agent (the queue's strategy among the eligible, available agents it has not rung this round), best call
-first; each agent that became available takes the best waiting call it may serve, across every queue —
-highest priority, then longest wait since first arrival. Both look-ups are heap peeks (see `queue.py`).
-The resulting invariant, checked by the property tests: no waiting call and available agent that could take
-it are left apart, except an agent the call just rang, which is tried again after the queue's `retry`.
+How a decision is made. After every input the engine settles. First each agent that became available takes
+the best waiting call it may serve, across every queue: highest priority, then longest wait since first
+arrival. Then each call that became waiting, best first, looks for an agent: the queue's strategy among the
+eligible, available agents it has not rung this round. Both look-ups are heap peeks (see `queue.py`). The
+resulting invariant, checked by the property tests: no waiting call and available agent that could take it
+are left apart, except an agent the call rang this round, which may take it again once the queue's `retry`
+has passed (that deadline is always set).
 
 Every agent state has an exit (see `agent.py`): offers time out at `ring_until`; a call that vanishes, a
 lost BYE or CANCEL, a phone that loses its binding, an answer racing a hang-up are each an input or a
