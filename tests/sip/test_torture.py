@@ -9,7 +9,9 @@ Request-URI scheme, 420 for Require, 415 for Content-Type) are that layer's test
 must parse so that layer can answer.
 
 tests/data/sip/phones/*.sip are written in the exact style of Linphone, Zoiper, baresip, MicroSIP
-(pjsip), Yealink, Polycom, Asterisk and Kamailio messages (spacing, parameter order, tags, SDP).
+(pjsip), Yealink, Polycom, Asterisk and Kamailio messages (spacing, parameter order, tags, SDP); the
+*-captured-* files are bytes captured on loopback from the clients installed here (pjsua2 2.15.1,
+baresip 1.0.0) registering with digest against a stub that answered with this message layer.
 """
 
 from __future__ import annotations
@@ -566,6 +568,23 @@ def test_phone_messages_parse_and_round_trip(name: str) -> None:
         assert msg.cseq.method == msg.method
     msg.headers.set("User-Agent", "softswitch-test")  # rewritten line by line: still equivalent
     assert parse_message(bytes(msg)) == msg
+
+
+@pytest.mark.parametrize(
+    ("name", "username", "nonce"),
+    [
+        ("pjsua2-captured-register-auth", "alice", "MTcwMDAwMDAwMC4xMjM0OjRmYjJkOTE3"),
+        ("baresip-captured-register-auth", "carol", "MTcwMDAwMDAwMC4xMjM0OjRmYjJkOTE3"),
+    ],
+)
+def test_captured_digest_registers(name: str, username: str, nonce: str) -> None:
+    msg = parse_request(phone(name))
+    authorization = msg.headers.get("Authorization") or ""
+    assert authorization.startswith(f'Digest username="{username}"')
+    assert f'nonce="{nonce}"' in authorization and "qop=auth, nc=00000001" in authorization
+    first = parse_request(phone(name.removesuffix("-auth")))
+    assert (msg.call_id, msg.from_.tag) == (first.call_id, first.from_.tag)  # same registration
+    assert msg.cseq.seq == first.cseq.seq + 1 and msg.via.branch != first.via.branch
 
 
 def test_pjsip_spacing_is_kept_when_a_microsip_register_is_forwarded_unchanged() -> None:
