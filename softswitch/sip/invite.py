@@ -41,15 +41,25 @@ Theory of operation:
   0–2 s otherwise, in 10 ms steps — and the outcome is reported as `ReinviteCompleted`. If the peer's own
   re-INVITE or UPDATE is still in progress when the delay ends, we give up and report 491.
 * A 481 or 408 (or a timeout) to any request within the dialog ends it (§12.2.1.2): `Ended` with
-  reason "dialog_gone" (481, by="remote") or "request_timeout" (408, by="local", after a BYE).
+  reason "dialog_gone" (481, by="remote") or "request_timeout" (408, by="local", after a BYE — except
+  from a callee on an early dialog, which §15 forbids). On an unanswered UAC leg it CANCELs the INVITE
+  instead, and the INVITE's final reports the end as `Failed`.
+* Nothing is left hanging when a leg ends: an INVITE of the peer's still without a final gets 487, a
+  pending re-INVITE or UPDATE of the peer's gets 487 (§15.1.2), a 2xx still waiting for our answer is
+  ACKed, and an INVITE or re-INVITE of ours still without a final is CANCELled (so the transaction layer's
+  §9.1 guard bounds it even if the peer never answers).
 * INFO (RFC 6086): legacy INFO (no Info-Package) is answered 200 and reported as `InfoReceived` (DTMF as
   application/dtmf-relay or application/dtmf); an INFO for a package we never announced in Recv-Info
   gets 469 (§4.2.2). PRACK gets 481: we never send reliable provisionals (RFC 3262 §3), and the endpoint
   answers `Require: 100rel` with 420.
 * Commands on a leg that has ended (or is ending) are quiet no-ops: the layer above may act on a leg
   whose end is already queued as an event. Commands that make no sense in a live leg's state (accept on
-  a UAC leg, reinvite before the dialog is confirmed or with an offer outstanding) raise
-  `LocalProtocolError`.
+  a UAC leg, reinvite before the dialog is confirmed or while `leg.negotiating`) raise
+  `LocalProtocolError`. `hangup` does the right thing in any state (reject, CANCEL or BYE).
+* Each leg ends with exactly one event — `Failed` or `Ended` for a UAC leg, `Cancelled` or `Ended` for a
+  UAS leg — except a UAS leg you `reject`, which ends without one; nothing is reported for a leg after
+  its end. `Ended` of a UAS leg whose INVITE we never answered means the caller went away (a BYE on the
+  early dialog, a dead flow, a 481 or timeout to our request in the early dialog); its INVITE got 487.
 
 Timers live in one heap of `(deadline, seq, timer)` with lazy deletion (style 9.2): the 2xx retransmission
 and the 64*T1 wait for the ACK (§13.3.1.4), the 491 retry delay (§14.1), and the 64*T1 for which an ended
@@ -239,7 +249,8 @@ class ReinviteCompleted:
 
 @dataclass(frozen=True, slots=True)
 class InfoReceived:
-    """An INFO within the dialog, answered 200 (RFC 6086 legacy usage: DTMF relay)."""
+    """An INFO within the dialog, answered 200 (RFC 6086 legacy usage: DTMF relay). `content_type` is
+    the media type in lower case without parameters (application/dtmf-relay), None without a body."""
 
     leg: Leg
     content_type: str | None
@@ -994,7 +1005,7 @@ class InviteLayer:
             self._reply(tx, 469, now, headers=[("Recv-Info", "")])
             return
         self._reply(tx, 200, now)
-        self._events.append(InfoReceived(leg, request.headers.get("content-type"), request.body))
+        self._events.append(InfoReceived(leg, request.content_type, request.body))
 
     def _answer_incoming(self, leg: Leg, method: str, sdp: bytes | None, status: int, now: float) -> None:
         incoming = leg._incoming
@@ -1118,7 +1129,8 @@ class InviteLayer:
             content_type=SDP if sdp else None,
         )
         leg._acks[key] = ack
-        leg._ack_pending = None
+        if leg._ack_pending == key:
+            leg._ack_pending = None
         self.sender.send_stateless(ack, leg.flow)
 
     def _ack_and_bye(self, leg: Leg, response: Response, now: float) -> None:
@@ -1262,7 +1274,8 @@ class InviteLayer:
         elif status == 481:
             self._end(leg, "remote", "dialog_gone", 481, now)
         else:
-            if leg._bye_tx is None:
+            # §15: the callee MUST NOT send BYE on an early dialog; _terminate answers its INVITE 487.
+            if leg._bye_tx is None and not (leg.role == "uas" and leg.state in _UNANSWERED_UAS):
                 self._send_orphan_bye(leg, now)
             self._end(leg, "local", "request_timeout", 408, now)
 
@@ -1279,6 +1292,8 @@ class InviteLayer:
         if leg.state is LegState.TERMINATED:
             return
         self._refuse_pending(leg, now)
+        if leg._ack_pending is not None:
+            self._send_ack(leg, leg._ack_pending, None, now)  # every 2xx is ACKed (§13.2.2.4)
         tx = leg._tx
         if isinstance(tx, ServerTransaction) and tx.state is Ist.PROCEEDING:
             # The INVITE has no final response yet: every INVITE gets one (§13.3.1).

@@ -1419,3 +1419,35 @@ def test_2xx_after_timer_b_is_acked_and_byed() -> None:
     assert [m.to.tag for m in wire.requests("a>b", "ACK")] == ["tooslow"]
     assert [m.to.tag for m in wire.requests("a>b", "BYE")] == ["tooslow"]
     assert wire.a.take() == []
+
+
+def test_481_in_an_unanswered_incoming_call_ends_it_and_answers_the_invite_487() -> None:
+    wire = Wire()
+    wire.filters.append(drop("b>a", status=180))
+    _uac, uas = invite(wire, wire.a, wire.b)
+    wire.b.layer.provisional(uas, 180, now=wire.now)  # lost: A knows no early dialog
+    wire.b.layer.info(uas, "application/dtmf", b"1", now=wire.now)
+    wire.pump()
+    assert [m.cseq.method for m in wire.responses("a>b", 481)] == ["INFO"]
+    ended = wire.b.one(Ended)
+    assert (ended.leg, ended.by, ended.reason, ended.status) == (uas, "remote", "dialog_gone", 481)
+    assert wire.requests("b>a", "BYE") == []  # §15: never a BYE from the callee on an early dialog
+    assert wire.a.one(Failed).status == 487
+    wire.quiet()
+
+
+def test_a_reinvite_still_in_flight_when_the_dialog_ends_is_cancelled() -> None:
+    wire = Wire()
+    uac, uas = established(wire)
+    wire.a.layer.reinvite(uac, HOLD, now=wire.now)
+    wire.pump()
+    wire.b.take()
+    wire.filters.append(drop("b>a", status=200, cseq_method="INVITE"))
+    wire.b.layer.answer_reinvite(uas, sdp=HELD, now=wire.now)  # its 2xx never arrives
+    wire.a.layer.bye(uac, now=wire.now)
+    wire.pump()
+    assert wire.a.one(Ended).status == 200
+    assert wire.b.one(Ended).by == "remote"
+    (cancel,) = wire.requests("a>b", "CANCEL")
+    assert cancel.cseq.seq == uac.invite.cseq.seq + 1  # the re-INVITE's
+    wire.quiet()  # the §9.1 guard ends the re-INVITE transaction B no longer answers
