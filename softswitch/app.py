@@ -49,7 +49,7 @@ from softswitch.sip.registrar import RegistrarPolicy
 from softswitch.sip.timers import TimerValues
 from softswitch.sip.transport import ListenAddress, SipTransport
 from softswitch.sip.uri import parse_uri
-from softswitch.store.bindings import delete_expired, load_bindings, replace_bindings
+from softswitch.store.bindings import delete_expired, load_bindings, replace_many
 from softswitch.store.cdrs import save_call
 from softswitch.store.db import make_engine, migrate
 from softswitch.store.records import BindingRow
@@ -64,6 +64,8 @@ lifecycle = logging.getLogger("softswitch.lifecycle")
 lifecycle.setLevel(logging.INFO)
 
 WILDCARDS = {"0.0.0.0", "::", ""}
+# Binding sets changed within this many seconds are written as one job (see App._persist).
+BINDING_BATCH = 0.001
 
 
 def binding_to_row(binding: Binding, wall_offset: float) -> BindingRow:
@@ -208,6 +210,9 @@ class App:
         self.wall_offset = 0.0
         self.engine: Any = None
         self._contacts: dict[str, frozenset[str]] = {}
+        self._binding_sets: dict[str, list[BindingRow]] = {}
+        self._binding_tokens: list[int] = []
+        self._binding_flush: asyncio.TimerHandle | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -323,6 +328,9 @@ class App:
         lifecycle.info("shutting down", extra={"event": "stopping"})
         assert self.transport is not None and self.writer is not None and self.endpoint is not None
         await self.transport.stop_listening()
+        if self._binding_flush is not None:
+            self._binding_flush.cancel()
+        self._flush_bindings()
         # Let every commit already submitted finish and its held 200 go out.
         await asyncio.to_thread(self.writer.flush, 10.0)
         for _ in range(100):
@@ -464,32 +472,50 @@ class App:
         return self.loop.time()
 
     def _persist(self, aor: str, rows: list[BindingRow], token: int | None) -> None:
+        """Queue an AOR's new binding set for the store. Sets queued within `BINDING_BATCH` seconds go to
+        the writer as one job (three bulk statements for all of them); the held 200s go out when it
+        has committed."""
+        assert self.loop is not None
+        self._binding_sets[aor] = rows  # a later set for the same AOR supersedes an earlier one
+        if token is not None:
+            self._binding_tokens.append(token)
+        if self._binding_flush is None:
+            self._binding_flush = self.loop.call_later(BINDING_BATCH, self._flush_bindings)
+
+    def _flush_bindings(self) -> None:
         assert self.writer is not None and self.loop is not None
+        self._binding_flush = None
+        sets, self._binding_sets = self._binding_sets, {}
+        tokens, self._binding_tokens = self._binding_tokens, []
+        if not sets and not tokens:
+            return
         loop = self.loop
 
         def job(session: Any) -> None:
-            replace_bindings(session, aor, rows)
+            replace_many(session, sets)
 
         def done(result: object) -> None:
             ok = not isinstance(result, BaseException)
             if not ok:
                 log.error(
-                    "binding write failed", extra={"event": "store_error", "aor": aor, "error": repr(result)}
+                    "binding write failed",
+                    extra={"event": "store_error", "aors": len(sets), "error": repr(result)},
                 )
-            if token is not None:
-                loop.call_soon_threadsafe(self._persisted, token, ok)
+            if tokens:
+                loop.call_soon_threadsafe(self._persisted_many, tokens, ok)
 
         if not self.writer.submit(job, done):
-            log.error("store queue full; refusing REGISTER", extra={"event": "store_full", "aor": aor})
-            if token is not None:
-                self._persisted(token, False)
+            log.error(
+                "store queue full; refusing REGISTERs", extra={"event": "store_full", "aors": len(sets)}
+            )
+            self._persisted_many(tokens, False)
 
-    def _persisted(self, token: int, ok: bool) -> None:
+    def _persisted_many(self, tokens: list[int], ok: bool) -> None:
         assert self.endpoint is not None and self.transport is not None
-        self.endpoint.persisted(token, ok=ok, now=self._now())
+        now = self._now()
+        for token in tokens:
+            self.endpoint.persisted(token, ok=ok, now=now)
         self.transport.pump()
-
-    # -- calls -----------------------------------------------------------------------------------------
 
     def _trunk_name(self, address: str) -> str | None:
         trunk = self.settings.trunk_for(address)

@@ -138,7 +138,9 @@ class Registrar:
             instance = contact.params.get("+sip.instance")
             instance_id = unquote_string(instance) if instance else None
             reg_id_text = contact.params.get("reg-id")
-            reg_id = int(reg_id_text) if reg_id_text and reg_id_text.isdigit() else None
+            reg_id = (
+                int(reg_id_text) if reg_id_text and reg_id_text.isascii() and reg_id_text.isdigit() else None
+            )
             key = contact_key(contact.uri, instance_id, reg_id)
             existing = new.get(key)
             if existing is not None and existing.call_id == call_id and cseq <= existing.cseq:
@@ -204,7 +206,7 @@ class Registrar:
 def _contact_expires(param: str | None, header: int | None, default: int) -> int:
     if param is not None:
         text = param.strip()
-        if not text.isdigit() or len(text) > 10:
+        if not (text.isascii() and text.isdigit()) or len(text) > 10:
             raise SipParseError("malformed expires parameter in Contact", header="Contact")
         return int(text)
     if header is not None:

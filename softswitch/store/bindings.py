@@ -7,15 +7,15 @@ commit, and a start-up reader runs them in its own short transaction.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from softswitch.store.models import Binding
 from softswitch.store.records import BindingRow
 
-__all__ = ["delete_expired", "load_bindings", "replace_bindings"]
+__all__ = ["delete_expired", "load_bindings", "replace_bindings", "replace_many"]
 
 
 def _identity(instance_id: str | None, reg_id: int | None, contact: str) -> tuple[str, ...]:
@@ -33,37 +33,67 @@ def replace_bindings(
     Bindings that persist keep their `created_at`; `now` (UNIX epoch seconds, default the wall clock)
     stamps `updated_at` and the `created_at` of new ones.
     """
+    replace_many(session, {aor: rows}, now=now)
+
+
+def replace_many(
+    session: Session, sets: Mapping[str, Sequence[BindingRow]], *, now: float | None = None
+) -> None:
+    """`replace_bindings` for many AORs at once, in three statements whatever their number.
+
+    This runs for every REGISTER that changes something, on the writer thread that shares the GIL with
+    the event loop, so it uses bulk Core statements (read the identities, delete, insert) rather than the
+    ORM's unit of work, which costs several times more CPU per registration.
+    """
+    if not sets:
+        return
     stamp = time.time() if now is None else now
-    existing = {
-        _identity(b.instance_id, b.reg_id, b.contact): b
-        for b in session.scalars(select(Binding).where(Binding.aor == aor))
-    }
-    for row in rows:
-        if row.aor != aor:
-            raise ValueError(f"binding for {row.aor!r} passed to replace_bindings({aor!r})")
-        key = _identity(row.instance_id, row.reg_id, row.contact)
-        binding = existing.pop(key, None)
-        if binding is None:
-            binding = Binding(aor=aor, created_at=stamp)
-            session.add(binding)
-        binding.contact = row.contact
-        binding.instance_id = row.instance_id
-        binding.reg_id = row.reg_id
-        binding.q = row.q
-        binding.expires_at = row.expires_at
-        binding.call_id = row.call_id
-        binding.cseq = row.cseq
-        binding.user_agent = row.user_agent
-        binding.transport = row.transport
-        binding.source_host = row.source_host
-        binding.source_port = row.source_port
-        binding.local_host = row.local_host
-        binding.local_port = row.local_port
-        binding.path = list(row.path)
-        binding.updated_at = stamp
-    for stale in existing.values():
-        session.delete(stale)
-    session.flush()
+    table = Binding.__table__
+    aors = list(sets)
+    created: dict[tuple[str, tuple[str, ...]], float] = {}
+    for chunk in _chunks(aors, 500):
+        for aor, instance_id, reg_id, contact, created_at in session.execute(
+            select(
+                table.c.aor, table.c.instance_id, table.c.reg_id, table.c.contact, table.c.created_at
+            ).where(table.c.aor.in_(chunk))
+        ):
+            created[(aor, _identity(instance_id, reg_id, contact))] = created_at
+    values = []
+    for aor, rows in sets.items():
+        for row in rows:
+            if row.aor != aor:
+                raise ValueError(f"binding for {row.aor!r} passed to replace_bindings({aor!r})")
+            key = (aor, _identity(row.instance_id, row.reg_id, row.contact))
+            values.append(
+                {
+                    "aor": aor,
+                    "contact": row.contact,
+                    "instance_id": row.instance_id,
+                    "reg_id": row.reg_id,
+                    "q": row.q,
+                    "expires_at": row.expires_at,
+                    "call_id": row.call_id,
+                    "cseq": row.cseq,
+                    "user_agent": row.user_agent,
+                    "transport": row.transport,
+                    "source_host": row.source_host,
+                    "source_port": row.source_port,
+                    "local_host": row.local_host,
+                    "local_port": row.local_port,
+                    "path": list(row.path),
+                    "created_at": created.get(key, stamp),
+                    "updated_at": stamp,
+                }
+            )
+    if created:
+        for chunk in _chunks(sorted({aor for aor, _ in created}), 500):
+            session.execute(delete(table).where(table.c.aor.in_(chunk)))
+    if values:
+        session.execute(insert(table), values)
+
+
+def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def load_bindings(session: Session, *, now: float) -> list[BindingRow]:
