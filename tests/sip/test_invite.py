@@ -1188,6 +1188,7 @@ OPS = st.one_of(
     op("info", call=LEG, role=ROLE),
     op("ack", call=LEG, role=ROLE),
     op("lose", number=st.integers(1, 3), direction=st.sampled_from(["a>b", "b>a"])),
+    op("sever", role=st.sampled_from(["a", "b"])),
     DELIVER,
     DELIVER,
     DELIVER,
@@ -1207,8 +1208,8 @@ class Scenario:
     """Calls between the two sides of a wire, driven by random operations; it checks as it goes that
     each leg ends once, with one event, and hears nothing after that."""
 
-    def __init__(self) -> None:
-        self.wire = Wire()
+    def __init__(self, transport: str = "udp") -> None:
+        self.wire = Wire(transport)
         self.lossy = [0]  # messages still to lose, set by "lose"
         self.lose_direction = ["a>b"]
         self.wire.filters.append(self._lossy)
@@ -1332,6 +1333,10 @@ class Scenario:
         elif kind == "lose":
             self.lose_direction[0] = op.direction
             self.lossy[0] = status
+        elif kind == "sever":
+            # The connection breaks under one side (its transactions on that flow fail with 503).
+            side = wire.a if op.role == "a" else wire.b
+            side.endpoint.connection_lost(side.flow, now=now)
         elif kind == "pump":
             wire.pump()
         elif kind == "advance":
@@ -1343,6 +1348,8 @@ class Scenario:
         wire = self.wire
         self.lossy[0] = 0
         for _ in range(10):
+            wire.run_until(wire.now + 40.0)  # longer than any transaction timer (64*T1)
+            self.collect()
             live = [(leg, side) for side in (wire.a, wire.b) for leg in side.layer.legs()]
             if not live:
                 break
@@ -1350,8 +1357,6 @@ class Scenario:
                 if leg.role == "uas" and leg.state in (LegState.INCOMING, LegState.EARLY):
                     self.rejected.add(id(leg))
                 side.layer.hangup(leg, now=wire.now)
-            wire.run_until(wire.now + 40.0)  # longer than any transaction timer (64*T1)
-            self.collect()
         else:
             raise AssertionError(f"legs that never end: {live}")
         wire.run_out()
@@ -1363,11 +1368,12 @@ class Scenario:
             assert self.ended.get(key, 0) == expected, (leg, self.ended.get(key, 0))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(SCRIPTS)
-def test_any_order_of_events_leaves_no_live_leg(ops: list[Op]) -> None:
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=SCRIPTS)
+def test_any_order_of_events_leaves_no_live_leg(transport: str, ops: list[Op]) -> None:
     note(repr(ops))
-    scenario = Scenario()
+    scenario = Scenario(transport)
     for op in ops:
         scenario.apply(op)
     scenario.finish()
