@@ -84,6 +84,7 @@ def binding_to_row(binding: Binding, wall_offset: float) -> BindingRow:
         instance_id=binding.instance_id,
         reg_id=binding.reg_id,
         user_agent=binding.user_agent,
+        created_at=binding.registered_at + wall_offset,
     )
 
 
@@ -100,7 +101,7 @@ def binding_from_row(row: BindingRow, wall_offset: float, now: float) -> Binding
         instance_id=row.instance_id,
         reg_id=row.reg_id,
         user_agent=row.user_agent,
-        registered_at=now,
+        registered_at=now if row.created_at is None else row.created_at - wall_offset,
         key=contact_key(parse_uri(row.contact), row.instance_id, row.reg_id),
     )
 

@@ -230,6 +230,10 @@ class CallFlow:
             case CallAnswered(call=call, target=target):
                 state = self._calls.get(call.id)
                 if state is not None:
+                    if state.session is not None:
+                        # Both legs are up: from now on a silent leg means a vanished phone.
+                        state.session.start(now=now)
+                        self.media.poke(call.id)
                     for attempt in state.attempts:
                         if attempt.leg is call.leg_b:
                             attempt.answered_at = now
@@ -359,9 +363,6 @@ class CallFlow:
         parsed = _parse(sdp)
         self._update(state, Leg.B, parsed, fork.flow.remote[0], now)
         state.codec = _first_codec(parsed)
-        if fork is call.leg_b or fork in call.forks:
-            state.session.start(now=now)
-            self.media.poke(call.id)
         return str(anchor(parsed, address=state.address, port=a_port, origin=state.origin_a)).encode()
 
     def acked_by_a(self, call: Call, sdp: bytes, *, now: float) -> None:

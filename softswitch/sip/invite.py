@@ -421,6 +421,12 @@ class Leg:
         self._merge_key: tuple[str, str, int] | None = None
 
     @property
+    def transaction(self) -> ServerTransaction | ClientTransaction:
+        """The initial INVITE's transaction: a ServerTransaction for a UAS leg (for instance to
+        authenticate its request), a ClientTransaction for a UAC leg."""
+        return self._tx
+
+    @property
     def live(self) -> bool:
         return self.state is not LegState.TERMINATED
 

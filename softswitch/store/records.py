@@ -30,6 +30,7 @@ class BindingRow:
     reg_id: int | None = None  # reg-id (RFC 5626 §4.2)
     user_agent: str | None = None
     path: tuple[str, ...] = ()  # Path header values (RFC 3327), in order
+    created_at: float | None = None  # when the binding was first registered (epoch); None: now
 
 
 @dataclass(frozen=True, slots=True)
