@@ -156,12 +156,8 @@ class Wire:
                     side.endpoint_events.append(endpoint_event)
 
     def deadline(self) -> float | None:
-        candidates = [
-            d
-            for side in (self.a, self.b)
-            for d in (side.endpoint.next_deadline(), side.layer.next_deadline())
-            if d is not None
-        ]
+        """The earliest deadline of either endpoint (each includes its usage's, the InviteLayer's)."""
+        candidates = [d for side in (self.a, self.b) if (d := side.endpoint.next_deadline()) is not None]
         return min(candidates) if candidates else None
 
     def run_until(self, until: float) -> None:
@@ -170,7 +166,6 @@ class Wire:
             self.now = max(self.now, due)
             for side in (self.a, self.b):
                 side.endpoint.handle_timer(now=self.now)
-                side.layer.handle_timer(now=self.now)
             self.pump()
         self.now = max(self.now, until)
 
