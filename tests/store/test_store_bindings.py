@@ -49,8 +49,21 @@ def write(engine: Engine, aor: str, rows: list[BindingRow], *, now: float = NOW)
 
 
 def read(engine: Engine, *, now: float = NOW) -> list[BindingRow]:
+    """What was stored, without the first-registered stamp (tested on its own below)."""
     with Session(engine) as session:
-        return load_bindings(session, now=now)
+        return [replace(row, created_at=None) for row in load_bindings(session, now=now)]
+
+
+def test_created_at_comes_from_the_row_or_else_is_kept(engine: Engine) -> None:
+    row = BindingRow(
+        "sip:bob@cc.example.com", "sip:bob@192.0.2.5", NOW + 600, "c", 1, "udp", "203.0.113.9", 5060,
+        "0.0.0.0", 5060, created_at=NOW - 50.0,
+    )
+    write(engine, row.aor, [row])
+    write(engine, row.aor, [replace(row, cseq=2, created_at=None)], now=NOW + 10)
+    with Session(engine) as session:
+        (stored,) = load_bindings(session, now=NOW)
+    assert stored.created_at == NOW - 50.0 and stored.cseq == 2
 
 
 def test_round_trip_keeps_every_field(engine: Engine) -> None:
