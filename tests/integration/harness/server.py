@@ -22,9 +22,11 @@ import copy
 import datetime
 import ipaddress
 import json
+import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -242,6 +244,38 @@ class SoftswitchServer:
 
     def control_token(self) -> str:
         return self.token_file.read_text().strip()
+
+    def api(self, path: str, timeout: float = 5.0) -> Any:
+        """GET `path` (e.g. `/api/status`) from the running switch's control API with its token."""
+        request = urllib.request.Request(self.control_url + path)
+        request.add_header("Authorization", f"Bearer {self.control_token()}")
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+
+    def cli(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        """Run ``softswitch ARGS --config <this server's YAML>`` as a subprocess (the admin's view).
+
+        Works whether the switch is running or not (commands that need it fall back or fail as designed).
+        """
+        return subprocess.run(
+            [self.python, "-m", "softswitch", *args, "--config", str(self.config_path)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.dir,
+            env=self._env(),
+            check=False,
+        )
+
+    def cli_json(self, *args: str, timeout: float = 30.0) -> Any:
+        """`cli(*args, "--json")`, asserting exit status 0, parsed."""
+        result = self.cli(*args, "--json", timeout=timeout)
+        if result.returncode != 0:
+            raise AssertionError(
+                f"softswitch {' '.join(args)} --json exited {result.returncode}\n"
+                f"stdout: {result.stdout}\nstderr: {result.stderr}"
+            )
+        return json.loads(result.stdout)
 
     # -- config --------------------------------------------------------------------------------------------
 
