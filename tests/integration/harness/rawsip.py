@@ -388,9 +388,11 @@ class SipClient:
             challenge, final = client.register("alice", "pw-alice", domain="127.0.0.1")
             assert final is not None and final.status == 200
 
-    Requests arriving on the socket (the server's qualify OPTIONS) are answered 200 and otherwise ignored;
-    responses that do not belong to the request being waited for (a retransmission of an earlier answer)
-    are skipped.
+    `advertise` puts another address into Via and the default Contact, as a phone behind a home NAT does
+    (its private address); the server must then answer, and reach the phone later, at the packets' source.
+    While waiting for a response, requests arriving on the socket (the server's qualify OPTIONS) are
+    answered 200 (`next_request()` returns them instead); responses that do not belong to the request
+    being waited for (a retransmission of an earlier answer) are skipped.
     """
 
     def __init__(
@@ -401,6 +403,7 @@ class SipClient:
         transport: str = "udp",
         local_host: str = "127.0.0.1",
         timeout: float = 2.0,
+        advertise: tuple[str, int] | None = None,
     ) -> None:
         if transport not in ("udp", "tcp"):
             raise ValueError(f"transport must be udp or tcp, not {transport!r}")
@@ -415,6 +418,9 @@ class SipClient:
             self.sock.settimeout(timeout)
             self.sock.connect((host, port))
         self.local = self.sock.getsockname()[:2]
+        # What goes into Via and the default Contact: our socket's address, or (a phone behind NAT)
+        # a private address nobody can reach, so the server must answer to the packets' source.
+        self.advertise: tuple[str, int] = advertise or (self.local[0], self.local[1])
         self._buffer = bytearray()
         self._cseq = 0
         self.closed_by_peer = False
@@ -444,6 +450,14 @@ class SipClient:
         if not data and self.transport == "tcp":
             self.closed_by_peer = True
         return data
+
+    def next_request(self, timeout: float) -> bytes | None:
+        """The next request the server sends us (responses and CRLFs are skipped); None on timeout."""
+        deadline = time.monotonic() + timeout
+        while (message := self.next_message(deadline - time.monotonic())) is not None:
+            if message != b"\r\n" and not message.startswith(b"SIP/2.0 "):
+                return message
+        return None
 
     def next_message(self, timeout: float) -> bytes | None:
         """The next whole message (or a lone CRLF pong on TCP); None on timeout or when the peer closed."""
@@ -480,7 +494,7 @@ class SipClient:
             if message is None:
                 return None
             if not message.startswith(b"SIP/2.0 "):
-                self._answer_request(message)
+                self.answer_request(message)
                 continue
             parsed = parse_response(message)
             if call_id is not None and parsed.call_id != call_id:
@@ -490,7 +504,7 @@ class SipClient:
             if parsed.status >= 200:
                 return parsed
 
-    def _answer_request(self, message: bytes) -> None:
+    def answer_request(self, message: bytes) -> None:
         """Answer a request from the server (a qualify OPTIONS) with 200, copying the §8.2.6.2 headers."""
         if message == b"\r\n" or message.startswith(b"ACK "):
             return
@@ -528,8 +542,8 @@ class SipClient:
         data = build_request(
             method,
             uri,
-            via_host=self.local[0],
-            via_port=self.local[1],
+            via_host=self.advertise[0],
+            via_port=self.advertise[1],
             transport=self.transport,
             from_uri=from_uri,
             to_uri=to_uri,
@@ -548,7 +562,7 @@ class SipClient:
 
     def contact(self, user: str) -> str:
         suffix = "" if self.transport == "udp" else ";transport=tcp"
-        return f"sip:{user}@{self.local[0]}:{self.local[1]}{suffix}"
+        return f"sip:{user}@{self.advertise[0]}:{self.advertise[1]}{suffix}"
 
     def transact(
         self,
