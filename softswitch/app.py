@@ -19,6 +19,7 @@ import secrets
 import signal
 import socket
 import ssl
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -313,6 +314,9 @@ class App:
         gc.collect()
         gc.freeze()
         gc.set_threshold(20_000, 50, 100)
+        # The store writer thread shares the GIL with the event loop; after every socket call the loop
+        # waits for it. A 1 ms switch interval (Python's default is 5 ms) bounds that wait.
+        sys.setswitchinterval(0.001)
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._stop.set)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -34,8 +35,16 @@ def serve(config_path: Path) -> None:
     from softswitch.logs import setup_logging
 
     setup_logging(settings.server.log_level)
+    profile = os.environ.get("SOFTSWITCH_PROFILE")  # developers: write a cProfile of the event loop here
     try:
-        code = asyncio.run(App(settings, config_path).run())
+        if profile:
+            import cProfile
+
+            with cProfile.Profile() as profiler:
+                code = asyncio.run(App(settings, config_path).run())
+            profiler.dump_stats(profile)
+        else:
+            code = asyncio.run(App(settings, config_path).run())
     except OSError as exc:
         click.echo(f"softswitch: cannot start: {exc}", err=True)
         sys.exit(1)

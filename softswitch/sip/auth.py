@@ -54,12 +54,13 @@ import enum
 import hashlib
 import heapq
 import hmac
-import os
 import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NoReturn
+
+from softswitch.sip.randomness import random_bytes
 
 __all__ = [
     "SUPPORTED_ALGORITHMS",
@@ -377,7 +378,7 @@ class DigestAuthenticator:
         algorithms: tuple[str, ...] = ("SHA-256", "MD5"),
         max_nonce_count_window: int = 65536,
         require_qop: bool = True,
-        rng: Callable[[int], bytes] = os.urandom,
+        rng: Callable[[int], bytes] = random_bytes,
     ) -> None:
         if len(secret) < 16:
             raise ValueError("digest nonce secret must be at least 16 bytes")

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import secrets
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ from softswitch.sip.invite import (
     UpdateReceived,
 )
 from softswitch.sip.message import Request, Response
+from softswitch.sip.randomness import random_hex
 from softswitch.sip.timers import TimerValues
 from softswitch.sip.transaction import ClientTransaction, ServerTransaction
 from softswitch.sip.uri import SipUri
@@ -502,7 +502,7 @@ class B2bua:
         from_ = request.from_
         from_user = getattr(from_.uri, "user", None)
         call = Call(
-            id=secrets.token_hex(6),
+            id=random_hex(6),
             leg_a=leg,
             request=request,
             dialed=dialed,

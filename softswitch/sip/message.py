@@ -16,7 +16,6 @@ that stand for undecodable bytes: `bytes(msg)` cannot write them.
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -34,6 +33,7 @@ from softswitch.sip.headers import (
     parse_via_list,
     split_list,
 )
+from softswitch.sip.randomness import random_hex
 from softswitch.sip.uri import Uri, parse_uri
 
 __all__ = [
@@ -73,16 +73,16 @@ REASON_PHRASES: dict[int, str] = {
 
 def new_branch() -> str:
     """A fresh RFC 3261 branch: the magic cookie then 64 random bits (§8.1.1.7)."""
-    return "z9hG4bK" + secrets.token_hex(8)
+    return "z9hG4bK" + random_hex(8)
 
 
 def new_tag() -> str:
     """A fresh From/To tag with at least 32 bits of randomness (§19.3)."""
-    return secrets.token_hex(6)
+    return random_hex(6)
 
 
 def new_call_id(host: str) -> str:
-    return f"{secrets.token_hex(12)}@{host}"
+    return f"{random_hex(12)}@{host}"
 
 
 _SURR = "surrogateescape"
