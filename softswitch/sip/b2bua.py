@@ -71,6 +71,7 @@ __all__ = [
     "CallRinging",
     "CallState",
     "ConnectFailed",
+    "ForkFailed",
     "MediaHooks",
     "MediaRefused",
     "Side",
@@ -208,6 +209,16 @@ class ConnectFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class ForkFailed:
+    """One fork (one contact of one callee) ended without answering: `status` is its final status (480 when
+    the switch gave up on it: ring timeout, or the callee's offer was withdrawn)."""
+
+    call: Call
+    target: Target
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
 class CallDtmf:
     call: Call
     side: Side
@@ -222,7 +233,7 @@ class CallEnded:
     status: int | None
 
 
-CallEvent = CallIncoming | CallRinging | CallAnswered | ConnectFailed | CallDtmf | CallEnded
+CallEvent = CallIncoming | CallRinging | CallAnswered | ConnectFailed | ForkFailed | CallDtmf | CallEnded
 
 
 class Authorizer(Protocol):
@@ -332,8 +343,12 @@ class B2bua:
         sdp: bytes | None = None,
         from_uri: str | None = None,
         from_display: str | None = None,
+        add: bool = False,
     ) -> None:
-        """Ring `targets` in parallel. Without `sdp`, the caller's offer is anchored by the hooks."""
+        """Ring `targets` in parallel. Without `sdp`, the caller's offer is anchored by the hooks.
+
+        `add=True` rings them alongside forks already out (an ACD offering one more agent: ring_all) and
+        leaves the call's ring deadline alone unless this one is later."""
         if call.state is CallState.ENDED:
             return
         if not targets:
@@ -349,7 +364,8 @@ class B2bua:
             call.state = CallState.CONNECTING
         elif call.state is CallState.ANSWERED:
             call.state = CallState.CONNECTING
-        call.fork_statuses = []
+        if not add or not call.forks:
+            call.fork_statuses = []
         from_uri = from_uri or f"sip:{call.caller_number}@{self.domain}"
         from_display = from_display if from_display is not None else call.caller_name
         for target in targets:
@@ -365,8 +381,37 @@ class B2bua:
             )
             leg.user_data = call
             call.forks[leg] = target
-        call.ring_deadline = now + ring_timeout
-        heapq.heappush(self._ring_heap, (call.ring_deadline, next(self._seq), call.id))
+        deadline = now + ring_timeout
+        if not add or call.ring_deadline is None or deadline > call.ring_deadline:
+            call.ring_deadline = deadline
+            heapq.heappush(self._ring_heap, (deadline, next(self._seq), call.id))
+        self._drain(now)
+
+    def cancel_target(self, call: Call, label: str, *, now: float, reason: str | None = None) -> bool:
+        """Stop ringing the forks to one callee (`Target.label`); the others ring on. A callee that already
+        answered is not touched (see `drop_b`). True when something was cancelled."""
+        legs = [leg for leg, target in call.forks.items() if target.label == label]
+        for leg in legs:
+            del call.forks[leg]
+            self.invites.cancel(leg, now=now, reason=reason)
+        if legs and not call.forks and call.state is CallState.CONNECTING:
+            call.ring_deadline = None
+            call.state = CallState.ANSWERED if call.a_answered else CallState.INCOMING
+        self._drain(now)
+        return bool(legs)
+
+    def drop_b(self, call: Call, *, now: float, reason: str | None = None) -> None:
+        """Hang up the callee's answered leg but keep the caller (answered by the switch) on the line: an
+        agent who answered an offer the ACD had already withdrawn."""
+        leg = call.leg_b
+        if leg is None or not call.a_answered or call.state is CallState.ENDED:
+            return
+        call.leg_b = None
+        call.target = None
+        call.answered_at = None
+        call.state = CallState.CONNECTING if call.forks else CallState.ANSWERED
+        leg.user_data = None
+        self.invites.bye(leg, now=now, reason=_reason_header(reason or "withdrawn"))
         self._drain(now)
 
     def stop_connecting(self, call: Call, *, now: float, reason: str | None = None) -> None:
@@ -492,7 +537,7 @@ class B2bua:
         # anyway is still identified. Everything else needs a registered user's digest credentials.
         anonymous_ok = self.public_number(dialed) and "authorization" not in request.headers
         if trunk is None and not anonymous_ok:
-            tx = leg._tx
+            tx = leg.transaction
             assert isinstance(tx, ServerTransaction)
             check = self.authorizer.check_auth(tx, now=now)
             if check.user is None:
@@ -563,17 +608,20 @@ class B2bua:
         self._events.append(CallAnswered(call, target, sdp))
 
     def _fork_failed(self, call: Call, fork: Leg, status: int, reason: str, now: float) -> None:
-        if call.forks.pop(fork, None) is None:
+        target = call.forks.pop(fork, None)
+        if target is None:
             return
         call.fork_statuses.append(status)
         call.fork_results[fork] = status
+        self._events.append(ForkFailed(call, target, status))
         if not call.forks and call.state is CallState.CONNECTING:
             self._all_forks_failed(call, now)
 
     def _give_up_forks(self, call: Call, now: float, *, status: int, reason: str) -> None:
-        for leg in list(call.forks):
+        for leg, target in list(call.forks.items()):
             call.fork_results[leg] = status
             self.invites.cancel(leg, now=now)
+            self._events.append(ForkFailed(call, target, status))
         call.forks.clear()
         call.fork_statuses.append(status)
         self._all_forks_failed(call, now, reason=reason)
