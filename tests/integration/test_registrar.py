@@ -14,6 +14,7 @@ that stop, kill or load the switch get their own.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,11 @@ PEOPLE = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "i
 AGENTS = [
     {"id": name, "password": f"pw-{name}", "extension": f"{1001 + index}"}
     for index, name in enumerate(PEOPLE)
+]
+# Agents configured with an HA1 instead of a password (the realm is the domain, 127.0.0.1).
+AGENTS += [
+    {"id": "judy", "ha1_md5": hashlib.md5(b"judy:127.0.0.1:pw-judy").hexdigest(), "extension": "1101"},
+    {"id": "kim", "ha1_sha256": hashlib.sha256(b"kim:127.0.0.1:pw-kim").hexdigest(), "extension": "1102"},
 ]
 EXTENSION = {agent["id"]: agent["extension"] for agent in AGENTS}
 MIN_EXPIRES = 20
@@ -177,6 +183,21 @@ def test_expires_below_min_expires_gets_423_with_min_expires(
     assert dave.wait_registered()["expiration"] == MIN_EXPIRES
     (reg,) = registrations(switch, "dave")
     assert 0 < reg["expires_in"] <= MIN_EXPIRES
+
+
+def test_agents_configured_with_ha1_register(switch: SoftswitchServer, phones: PhoneFactory) -> None:
+    """An admin may keep plaintext out of the YAML: ha1_md5 answers MD5 challenges (what pjsua2 and
+    sipp answer, MD5 being offered first), ha1_sha256 answers SHA-256 ones (RFC 8760)."""
+    judy = phones("judy", server=switch, password="pw-judy", wait_registered=False)
+    assert judy.wait_registered()["code"] == 200
+    with SipClient("127.0.0.1", switch.udp_port) as client:
+        _, answer = client.register("kim", "pw-kim", domain=switch.domain, algorithm="SHA-256", expires=60)
+        assert answer is not None and answer.status == 200, answer and answer.raw
+        _, wrong = client.register("kim", "not-kims", domain=switch.domain, algorithm="SHA-256")
+        assert wrong is not None and wrong.status == 403
+        _, gone = client.register("kim", "pw-kim", domain=switch.domain, algorithm="SHA-256", expires=0)
+        assert gone is not None and gone.status == 200
+    assert len(registrations(switch, "judy")) == 1
 
 
 def test_two_phones_share_one_aor_and_contact_star_removes_both(
