@@ -26,9 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from softswitch import __version__
-from softswitch.callflow import CallFlow, CallLogged, CallRecordReady, Directory, Route, UserInfo
+from softswitch.acd import AcdEngine, AgentConfig, AgentStateChanged, QueueConfig, QueueEvent
+from softswitch.callflow import AcdRecord, CallFlow, CallLogged, CallRecordReady, Directory, Route, UserInfo
 from softswitch.config.schema import Settings
+from softswitch.media.player import Sound, SoundFileError, load_sound
 from softswitch.media.relay import Leg, RelayEvent, RelaySession
+from softswitch.media.ticker import Ticker
 from softswitch.media.udp import MediaSockets, RelayRunner, RtpPortAllocator
 from softswitch.sip.auth import DigestAuthenticator
 from softswitch.sip.b2bua import B2bua, Call
@@ -66,6 +69,8 @@ lifecycle = logging.getLogger("softswitch.lifecycle")
 lifecycle.setLevel(logging.INFO)
 
 WILDCARDS = {"0.0.0.0", "::", ""}
+# How often the ACD engine is reconciled with live calls and phones (issue 4 §10: nobody stays stuck).
+RECONCILE_EVERY = 30.0
 
 
 def binding_to_row(binding: Binding, wall_offset: float) -> BindingRow:
@@ -141,6 +146,7 @@ class RelayPool:
         on_event: Any,
     ) -> None:
         self.sockets = MediaSockets()
+        self.ticker = Ticker(self.sockets.write)
         self.allocator = allocator
         self.host = host
         self.rtp_timeout = rtp_timeout
@@ -164,14 +170,26 @@ class RelayPool:
         if runner is not None:
             runner.poke()
 
+    def ticking(self, call_id: str, on: bool) -> None:
+        runner = self.runners.get(call_id)
+        if runner is None:
+            return
+        if on:
+            self.ticker.add(runner.session)
+            self.ticker.start()
+        else:
+            self.ticker.remove(runner.session)
+
     def close(self, call_id: str) -> None:
         runner = self.runners.pop(call_id, None)
         if runner is not None:
+            self.ticker.remove(runner.session)
             runner.close()
 
     def shutdown(self) -> None:
         for call_id in list(self.runners):
             self.close(call_id)
+        self.ticker.stop()
         self.sockets.shutdown()
 
 
@@ -192,7 +210,80 @@ def build_directory(settings: Settings) -> Directory:
             directory.numbers[number] = Route("queue", queue.name)
     for trunk in settings.trunks:
         directory.trunk_dids[trunk.name] = dict(trunk.dids)
+    directory.queue_names = {queue.name for queue in settings.queues}
+    directory.feature = settings.features.match
     return directory
+
+
+def acd_config(settings: Settings) -> tuple[list[QueueConfig], list[AgentConfig]]:
+    """The ACD engine's view of the configured queues and agents."""
+    queues = [QueueConfig.from_dict(q.model_dump(mode="json")) for q in settings.queues]
+    agents = [AgentConfig.from_dict(a.model_dump(mode="json")) for a in settings.agents]
+    return queues, agents
+
+
+class AppSounds:
+    """callflow's `Sounds`: music on hold per queue and the spoken prompts, decoded once at start-up.
+
+    A sound file that cannot be read is a start-up error naming the file (never a call-time failure).
+    Prompts come from `softswitch.prompts` (generated at set-up by `softswitch prompts`); a missing
+    prompt is simply not played.
+    """
+
+    def __init__(self, settings: Settings, prompt_dir: Path) -> None:
+        self.prompt_dir = prompt_dir
+        self._prompts: dict[str, Sound | None] = {}
+        self._default_music = self._file(prompt_dir / "moh-default.wav", required=False)
+        self._music: dict[str, Sound | None] = {}
+        for queue in settings.queues:
+            self._music[queue.name] = self._file(Path(queue.moh), required=True) if queue.moh else None
+        self._library = _prompt_library(prompt_dir)
+
+    @staticmethod
+    def _file(path: Path, *, required: bool) -> Sound | None:
+        if not path.exists():
+            if required:
+                raise SoundFileError(f"{path}: no such sound file")
+            return None
+        return load_sound(path)
+
+    def music(self, queue: str | None) -> Sound | None:
+        found = self._music.get(queue) if queue is not None else None
+        return found if found is not None else self._default_music
+
+    def prompt(self, name: str) -> Sound | None:
+        if name not in self._prompts:
+            path = Path(name) if name.endswith(".wav") else self.prompt_dir / f"{name}.wav"
+            try:
+                self._prompts[name] = self._file(path, required=False)
+            except SoundFileError as exc:
+                log.warning("unusable prompt", extra={"event": "prompt_error", "error": str(exc)})
+                self._prompts[name] = None
+        return self._prompts[name]
+
+    def position(self, position: int) -> list[Sound]:
+        names = self._library.position_phrase(position) if self._library is not None else []
+        return [s for s in (self.prompt(n) for n in names) if s is not None]
+
+    def wait(self, seconds: float | None) -> list[Sound]:
+        if seconds is None or self._library is None:
+            return []
+        return [s for s in (self.prompt(n) for n in self._library.wait_phrase(seconds)) if s is not None]
+
+
+def _prompt_library(directory: Path) -> Any:
+    try:
+        from softswitch.prompts import PromptLibrary
+    except ImportError:
+        return None
+    try:
+        return PromptLibrary.load(directory)
+    except Exception as exc:  # prompts not generated yet: queues still work, without spoken positions
+        log.warning(
+            "prompts unavailable",
+            extra={"event": "prompts_missing", "dir": str(directory), "error": str(exc)},
+        )
+        return None
 
 
 @dataclass
@@ -215,6 +306,9 @@ class App:
         self._binding_tokens: list[int] = []
         self._binding_flush: asyncio.Handle | None = None
         self._binding_in_flight = False
+        self._acd_records: list[Any] = []
+        self._acd_flush: asyncio.Handle | None = None
+        self._reconcile_timer: asyncio.TimerHandle | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -267,6 +361,9 @@ class App:
             on_event=self._on_relay_event,
         )
         self.directory = build_directory(settings)
+        queues, agents = acd_config(settings)
+        self.acd = AcdEngine(queues, agents)
+        self.sounds = AppSounds(settings, Path(server.sounds_dir))
         self.callflow = CallFlow(
             directory=self.directory,
             locations=location,
@@ -274,6 +371,8 @@ class App:
             sdp_address=self._sdp_address,
             ring_timeout=float(server.ring_timeout),
             wall_offset=self.wall_offset,
+            acd=self.acd,
+            sounds=self.sounds,
         )
         self.b2bua = B2bua(
             endpoint,
@@ -282,7 +381,7 @@ class App:
             authorizer=endpoint,
             trunk_for=self._trunk_name,
             domain=str(server.domain),
-            public_number=self.directory.is_public,
+            public_number=lambda number: self.directory.is_public(number),
         )
         self.callflow.attach(self.b2bua)
         endpoint.usage = self.b2bua
@@ -295,6 +394,7 @@ class App:
             idle_timeout=float(server.tcp_idle_timeout),
             max_message_size=server.limits.max_message_size,
             on_pump=self._drain_calls,
+            timed=[self.callflow],
         )
         await self.transport.start(listen)
         # Now that ports are bound (port 0 may have been asked for), advertise the real ones.
@@ -302,6 +402,9 @@ class App:
         for binding in location.all_bindings(now=now):
             endpoint._schedule_qualify(binding, now)
         self.transport.pump()
+
+        await self._restore_agents()
+        self._schedule_reconcile()
 
         from softswitch.control.api import start_control
 
@@ -320,6 +423,8 @@ class App:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._stop.set)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, self._reload_from_signal)
         lifecycle.info(
             "ready",
             extra={
@@ -339,6 +444,8 @@ class App:
 
     async def shutdown(self) -> None:
         lifecycle.info("shutting down", extra={"event": "stopping"})
+        if self._reconcile_timer is not None:
+            self._reconcile_timer.cancel()
         assert self.transport is not None and self.writer is not None and self.endpoint is not None
         await self.transport.stop_listening()
         if self._binding_flush is not None:
@@ -355,6 +462,8 @@ class App:
         for call in list(self.b2bua.calls.values()):
             self.b2bua.hangup(call, now=self._now(), cause="shutdown", status=503)
         self.transport.pump()
+        self._drain_calls()
+        self._flush_acd_records()
         if self.control is not None:
             await self.control.cleanup()
         await self.transport.close()
@@ -434,6 +543,7 @@ class App:
                 contacts = frozenset(b.key for b in bindings)
                 changed = self._contacts.get(aor) != contacts
                 self._contacts[aor] = contacts
+                self._agent_reachability(aor)
                 if changed or log.isEnabledFor(logging.DEBUG):
                     log.log(
                         logging.INFO if changed else logging.DEBUG,
@@ -449,7 +559,9 @@ class App:
                 rows = [binding_to_row(b, self.wall_offset) for b in bindings]
                 self._persist(aor, rows, None)
                 log.info("binding expired", extra={"event": "expired", "aor": aor, "contacts": len(bindings)})
+                self._agent_reachability(aor)
             case ReachabilityChanged(aor=aor, contact=contact, reachable=reachable, rtt=rtt):
+                self._agent_reachability(aor)
                 log.info(
                     "reachability",
                     extra={
@@ -533,6 +645,9 @@ class App:
 
     def _bindings_written(self, tokens: list[int], ok: bool) -> None:
         self._binding_in_flight = False
+        self._acd_records: list[Any] = []
+        self._acd_flush: asyncio.Handle | None = None
+        self._reconcile_timer: asyncio.TimerHandle | None = None
         self._persisted_many(tokens, ok)
         if self._binding_sets or self._binding_tokens:
             self._flush_bindings()
@@ -572,6 +687,11 @@ class App:
                     self._write_cdr(record, legs)
                 case CallLogged(what=what, fields=fields):
                     log.info(f"call {what}", extra={"event": f"call_{what}", **fields})
+                case AcdRecord(record=record):
+                    self._acd_records.append(record)
+        if self._acd_records and self._acd_flush is None:
+            assert self.loop is not None
+            self._acd_flush = self.loop.call_soon(self._flush_acd_records)
 
     def _write_cdr(self, record: Any, legs: Any) -> None:
         assert self.writer is not None
@@ -595,6 +715,167 @@ class App:
         self.callflow.on_relay_event(call_id, event, now=self._now())
         assert self.transport is not None
         self.transport.pump()
+
+    # -- the ACD: agents, records, reconciliation, reload --------------------------------------------------
+
+    def _user_of(self, aor: str) -> str:
+        return aor.split(":", 1)[1].split("@", 1)[0]
+
+    def _reachable(self, user: str) -> bool:
+        """An agent's phone is reachable when it has a live binding that has not failed its qualify."""
+        assert self.endpoint is not None
+        location = self.endpoint.location
+        aor = self.directory.aor(user)
+        for binding in location.bindings(aor, now=self._now()):
+            reach = location.peek_reachability(binding.aor, binding.key)
+            if reach is None or reach.reachable is not False:
+                return True
+        return False
+
+    def _agent_reachability(self, aor: str) -> None:
+        user = self._user_of(aor)
+        self.callflow.agent_reachable(user, self._reachable(user), now=self._now())
+
+    def _schedule_reconcile(self) -> None:
+        assert self.loop is not None
+        self._reconcile_timer = self.loop.call_later(RECONCILE_EVERY, self._reconcile)
+
+    def _reconcile(self) -> None:
+        """Every agent state has an exit: compare the engine with live calls and phones, repair and log."""
+        try:
+            reachable = {a.id for a in self.settings.agents if self._reachable(a.id)}
+            for repair in self.callflow.reconcile(reachable, now=self._now()):
+                log.warning("acd repaired", extra={"event": "acd_repair", "repair": repr(repair)})
+        except Exception:
+            log.exception("x reconciliation failed")
+        finally:
+            assert self.transport is not None
+            self.transport.pump()
+            self._schedule_reconcile()
+
+    async def _restore_agents(self) -> None:
+        """After a restart, agents are back in the state they last had (logged out, paused ...). An agent
+        with no history starts logged in (like a static queue member), so a fresh install takes calls."""
+        last: dict[str, Any] = {}
+        try:
+            from softswitch.store.acd import load_agent_states
+
+            def read() -> list[Any]:
+                from sqlalchemy.orm import Session
+
+                with Session(self.engine) as session:
+                    return list(load_agent_states(session, since=None, until=None))
+
+            for row in await asyncio.to_thread(read):
+                last[row.agent] = row
+        except ImportError:
+            pass
+        now = self._now()
+        for agent in self.settings.agents:
+            row = last.get(agent.id)
+            state = getattr(row, "new", None)
+            if state == "logged_out":
+                continue
+            self.callflow.agent_command(agent.id, "login", now=now)
+            if state == "paused":
+                reason = getattr(row, "reason", "") or "break"
+                self.callflow.agent_command(agent.id, "pause", reason=reason, now=now)
+            self.callflow.agent_reachable(agent.id, self._reachable(agent.id), now=now)
+        self._drain_calls()
+
+    def _flush_acd_records(self) -> None:
+        self._acd_flush = None
+        records, self._acd_records = self._acd_records, []
+        if not records or self.writer is None:
+            return
+        offset = self.wall_offset
+        try:
+            from softswitch.store.acd import save_agent_states, save_queue_events
+            from softswitch.store.records import AgentStateRecord, QueueEventRecord
+        except ImportError:
+            return
+        events = [
+            QueueEventRecord(
+                at=r.at + offset,
+                kind=str(r.kind),
+                queue=r.queue,
+                call=r.call,
+                agent=r.agent,
+                position=r.position,
+                wait=r.wait,
+                duration=r.duration,
+                detail=r.detail,
+            )
+            for r in records
+            if isinstance(r, QueueEvent)
+        ]
+        states = [
+            AgentStateRecord(at=r.at + offset, agent=r.agent, old=str(r.old), new=str(r.new), reason=r.reason)
+            for r in records
+            if isinstance(r, AgentStateChanged)
+        ]
+
+        def job(session: Any) -> None:
+            if events:
+                save_queue_events(session, events)
+            if states:
+                save_agent_states(session, states)
+
+        if not self.writer.submit(job, None):
+            log.error(
+                "store queue full; queue events lost", extra={"event": "store_full", "rows": len(records)}
+            )
+
+    def reload(self) -> tuple[bool, list[str]]:
+        """Apply the configuration file again: new queues, skills and agents take effect for new decisions;
+        calls in progress are not touched. Returns (ok, problems)."""
+        from softswitch.config.load import ConfigError, load_settings
+
+        try:
+            settings = load_settings(self.config_path)
+            queues, agents = acd_config(settings)
+            sounds = AppSounds(settings, Path(settings.server.sounds_dir))
+        except ConfigError as exc:
+            return False, [str(issue) for issue in exc.errors]
+        except (SoundFileError, ValueError) as exc:
+            return False, [str(exc)]
+        now = self._now()
+        try:
+            self.acd.reload(queues, agents, now=now)
+        except Exception as exc:
+            return False, [str(exc)]
+        old_agents = {a.id for a in self.settings.agents}
+        self.settings = settings
+        self.directory = build_directory(settings)
+        self.callflow.directory = self.directory
+        self.callflow.sounds = self.sounds = sounds
+        for agent in settings.agents:
+            if agent.id not in old_agents:
+                self.callflow.agent_command(agent.id, "login", now=now)
+                self.callflow.agent_reachable(agent.id, self._reachable(agent.id), now=now)
+        self._drain_calls()
+        assert self.transport is not None
+        self.transport.pump()
+        log.info(
+            "configuration reloaded",
+            extra={"event": "reloaded", "queues": len(queues), "agents": len(agents)},
+        )
+        return True, []
+
+    def _reload_from_signal(self) -> None:
+        ok, problems = self.reload()
+        if not ok:
+            log.error("reload refused", extra={"event": "reload_failed", "problems": problems})
+
+    def acd_snapshot(self) -> Any:
+        return self.acd.snapshot(now=self._now())
+
+    def agent_command(self, agent: str, command: str, reason: str = "") -> str:
+        ack = self.callflow.agent_command(agent, command, reason=reason, now=self._now())
+        self._drain_calls()
+        assert self.transport is not None
+        self.transport.pump()
+        return str(ack.value)
 
     def calls(self) -> list[dict[str, Any]]:
         return self.callflow.live_calls(self._now())

@@ -1,4 +1,4 @@
-"""The glue between layers (style §10): SIP call events + media commands (+ the ACD, later), sans-IO.
+"""The glue between layers (style §10): SIP call events + ACD decisions + media commands, sans-IO.
 
 For each call the B2BUA reports, callflow decides where it goes (by the dialled number: an agent's or
 supervisor's extension, a trunk DID mapped to one, a queue), anchors its media at our relay (it implements
@@ -7,22 +7,50 @@ events (DTMF, an RTP timeout that ends a call whose phone vanished) and produces
 It reaches sockets and the store only through what app.py passes in (`MediaFactory`) and through the
 events it emits (`CallRecordReady`), so everything here runs on literal times in tests.
 
+A queue call: the switch answers the caller itself (its own SDP answer from the relay's A side), the ACD
+engine gets `call_arrived`, and its actions drive everything after: music on hold and announcements are
+local audio fed to the caller's leg (ticked by the one media clock); each `OfferCall` rings the agent's
+registered phones over their own flows with an offer in the codec the caller already uses; the first
+agent to answer is bridged (the music stops, the relay joins A and B); a ring-no-answer, a busy or an
+unreachable phone goes back to the engine as `offer_failed`; the end of the call, an abandon or the exit
+key likewise. Feature codes (login, logout, pause, resume, end wrap-up) are calls the switch answers,
+confirms with a prompt and hangs up.
+
 Who may call what (the route table):
 | caller                                   | may dial                                          | auth   |
 |------------------------------------------|---------------------------------------------------|--------|
 | a registered agent or supervisor         | any extension, queue number or DID                | digest |
 | a trunk (matched by source network)      | that trunk's DIDs only                            | none   |
 | anyone else (a customer's SIP phone)     | public numbers: queue numbers and trunk DIDs      | none   |
+| a registered agent                       | feature codes (`features:` in the config)         | digest |
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
+from softswitch.acd import (
+    AcdEngine,
+    Ack,
+    AnnouncePosition,
+    CancelOffer,
+    ConnectCall,
+    ExitTo,
+    OfferCall,
+    Overflow,
+    PauseAgent,
+    PlayPrompt,
+    Record,
+    StartMusicOnHold,
+    TimeOut,
+)
+from softswitch.media.player import Chain, LoopingPlayer, PromptPlayer, Sound
 from softswitch.media.relay import (
     DtmfEvent,
     Latched,
@@ -39,8 +67,10 @@ from softswitch.media.sdp import (
     SessionDescription,
     anchor,
     answer_for,
+    negotiate,
     offer_for,
 )
+from softswitch.media.tones import render
 from softswitch.sip.b2bua import (
     B2bua,
     Call,
@@ -52,6 +82,7 @@ from softswitch.sip.b2bua import (
     CallRinging,
     CallState,
     ConnectFailed,
+    ForkFailed,
     MediaRefused,
     Side,
     Target,
@@ -62,12 +93,14 @@ from softswitch.sip.location import Binding
 from softswitch.store.records import CallRecord, LegRecord
 
 __all__ = [
+    "AcdRecord",
     "CallFlow",
     "CallLogged",
     "CallRecordReady",
     "Directory",
     "MediaFactory",
     "Route",
+    "Sounds",
     "UserInfo",
 ]
 
@@ -84,8 +117,9 @@ class UserInfo:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    kind: Literal["user", "queue"]
-    target: str  # user id or queue name
+    kind: Literal["user", "queue", "feature"]
+    target: str  # user id, queue name, or feature name (login, logout, pause, resume, end_wrap_up)
+    arg: str = ""  # for a feature: what was dialled after the code (a pause reason)
 
 
 @dataclass
@@ -96,6 +130,9 @@ class Directory:
     users: dict[str, UserInfo] = field(default_factory=dict)
     numbers: dict[str, Route] = field(default_factory=dict)
     trunk_dids: dict[str, dict[str, str]] = field(default_factory=dict)
+    queue_names: set[str] = field(default_factory=set)
+    # feature code matcher: "*132" -> ("pause", "2"), or None (config FeatureCodes.match)
+    feature: Callable[[str], tuple[str, str] | None] = field(default=lambda number: None)
 
     def aor(self, user_id: str) -> str:
         return f"sip:{user_id}@{self.domain}"
@@ -121,7 +158,19 @@ class Directory:
         for dids in self.trunk_dids.values():
             if number in dids:
                 return self.numbers.get(dids[number])
-        return self.numbers.get(number)
+        found = self.numbers.get(number)
+        if found is not None:
+            return found
+        feature = self.feature(number)
+        if feature is not None:
+            return Route("feature", feature[0], feature[1])
+        return None
+
+    def target(self, target: str) -> Route | None:
+        """Where a queue's `exit_to` sends a caller: an extension, a queue number or a queue name."""
+        if target in self.queue_names:
+            return Route("queue", target)
+        return self.route(target, trunk=None, internal=True)
 
 
 class MediaFactory(Protocol):
@@ -132,7 +181,20 @@ class MediaFactory(Protocol):
         ...
 
     def poke(self, call_id: str) -> None: ...
+    def ticking(self, call_id: str, on: bool) -> None:
+        """Tick the session on the media clock (it plays local audio) or stop ticking it."""
+        ...
+
     def close(self, call_id: str) -> None: ...
+
+
+class Sounds(Protocol):
+    """Decoded prompts and music (app.py builds it from prompts.PromptLibrary and the queues' `moh`)."""
+
+    def music(self, queue: str | None) -> Sound | None: ...
+    def prompt(self, name: str) -> Sound | None: ...
+    def position(self, position: int) -> list[Sound]: ...
+    def wait(self, seconds: float | None) -> list[Sound]: ...
 
 
 class Locations(Protocol):
@@ -155,7 +217,14 @@ class CallLogged:
     fields: dict[str, object]
 
 
-FlowEvent = CallRecordReady | CallLogged
+@dataclass(frozen=True, slots=True)
+class AcdRecord:
+    """A queue event or agent state change from the ACD engine (times are the engine's monotonic `now`)."""
+
+    record: Record
+
+
+FlowEvent = CallRecordReady | CallLogged | AcdRecord
 
 
 @dataclass(eq=False)
@@ -182,10 +251,15 @@ class _CallState:
     dtmf: str = ""
     detail: str | None = None
     media_timeout_leg: Leg | None = None
+    queue: str | None = None  # the queue the call is in (or was connected from)
+    in_acd: bool = False  # the engine knows this call
+    answered_locally: bool = False  # the switch answered the caller (queue, feature code, prompt)
+    direct_agents: set[str] = field(default_factory=set)  # agents on this call outside any queue
+    ends_at: float | None = None  # hang up then (after a goodbye or confirmation prompt)
 
 
 class CallFlow:
-    """Routes calls, anchors their media, and writes their records. See the module docstring."""
+    """Routes calls, runs queues through the ACD engine, anchors media and writes records."""
 
     def __init__(
         self,
@@ -196,6 +270,8 @@ class CallFlow:
         sdp_address: Callable[[Call], str],
         ring_timeout: float,
         wall_offset: float = 0.0,
+        acd: AcdEngine | None = None,
+        sounds: Sounds | None = None,
     ) -> None:
         self.directory = directory
         self.locations = locations
@@ -203,10 +279,14 @@ class CallFlow:
         self.sdp_address = sdp_address
         self.ring_timeout = ring_timeout
         self.wall_offset = wall_offset
+        self.acd = acd
+        self.sounds = sounds
         self.b2bua: B2bua | None = None
         self._calls: dict[str, _CallState] = {}
         self._events: deque[FlowEvent] = deque()
         self._session_ids = 1000
+        self._timers: list[tuple[float, int, str]] = []  # (when, seq, call id): hang up after a prompt
+        self._seq = itertools.count()
 
     # -- wiring --------------------------------------------------------------------------------------------
 
@@ -219,6 +299,32 @@ class CallFlow:
     def needs_auth(self, number: str, trunk: str | None) -> bool:
         return trunk is None and not self.directory.is_public(number)
 
+    def next_deadline(self) -> float | None:
+        """The earliest of the ACD's deadlines and our own (hang-ups after a prompt)."""
+        heap = self._timers
+        while heap:
+            at, _, call_id = heap[0]
+            state = self._calls.get(call_id)
+            if state is None or state.ends_at != at:
+                heapq.heappop(heap)
+                continue
+            break
+        candidates = [heap[0][0] if heap else None, self.acd.next_deadline() if self.acd else None]
+        present = [c for c in candidates if c is not None]
+        return min(present) if present else None
+
+    def handle_timer(self, *, now: float) -> None:
+        if self.acd is not None:
+            self.acd.handle_timer(now=now)
+            self._run_acd(now)
+        heap = self._timers
+        while heap and heap[0][0] <= now:
+            at, _, call_id = heapq.heappop(heap)
+            state = self._calls.get(call_id)
+            if state is not None and state.ends_at == at:
+                state.ends_at = None
+                self._b2bua().hangup(state.call, now=now, cause=state.detail or "completed", status=480)
+
     # -- call events from the B2BUA ------------------------------------------------------------------------
 
     def handle(self, event: CallEvent, *, now: float) -> None:
@@ -227,24 +333,17 @@ class CallFlow:
                 self._incoming(call, now)
             case CallRinging(call=call):
                 self._log("ringing", call)
-            case CallAnswered(call=call, target=target):
-                state = self._calls.get(call.id)
-                if state is not None:
-                    if state.session is not None:
-                        # Both legs are up: from now on a silent leg means a vanished phone.
-                        state.session.start(now=now)
-                        self.media.poke(call.id)
-                    for attempt in state.attempts:
-                        if attempt.leg is call.leg_b:
-                            attempt.answered_at = now
-                            attempt.status = 200
-                self._log("answered", call, by=target.label or target.uri)
+            case CallAnswered(call=call, target=target, sdp=sdp):
+                self._answered(call, target, sdp, now)
+            case ForkFailed(call=call, target=target, status=status):
+                self._fork_failed(call, target, status, now)
             case ConnectFailed(call=call, status=status, reason=reason):
                 self._connect_failed(call, status, reason, now)
             case CallDtmf(call=call, side=side, digit=digit):
                 self._dtmf(call, side, digit, "info", now)
             case CallEnded(call=call):
                 self._ended(call, now)
+        self._run_acd(now)
 
     def _b2bua(self) -> B2bua:
         assert self.b2bua is not None, "CallFlow.attach(b2bua) first"
@@ -263,9 +362,14 @@ class CallFlow:
         if route is None:
             b2bua.reject(call, 404, "Not Found (no such number)", now=now, cause="not_found")
             return
+        if call.caller_user is not None and self._is_agent(call.caller_user):
+            state.direct_agents.add(call.caller_user)
+            self._direct_call(call.caller_user, True, now)
         if route.kind == "queue":
-            # The ACD issue plugs queues in here.
-            b2bua.reject(call, 480, "Temporarily Unavailable (queue not served)", now=now, cause="no_queue")
+            self._enter_queue(state, route.target, now)
+            return
+        if route.kind == "feature":
+            self._feature(state, route, now)
             return
         user = self.directory.users.get(route.target)
         if user is None:
@@ -281,29 +385,93 @@ class CallFlow:
         bindings = self.locations.bindings(self.directory.aor(user.id), now=now)
         targets = [Target(b.contact, b.flow, user.id) for b in bindings]
         if not targets:
-            self._b2bua().reject(
-                call, 480, "Temporarily Unavailable (not registered)", now=now, cause="unreachable"
-            )
+            if call.a_answered:
+                self._goodbye(state, "unreachable", now)
+            else:
+                self._b2bua().reject(
+                    call, 480, "Temporarily Unavailable (not registered)", now=now, cause="unreachable"
+                )
             return
         caller = self.directory.users.get(call.caller_user or "")
         from_display = caller.name if caller is not None else call.caller_name
         from_number = caller.extension or caller.id if caller is not None else call.caller_number
+        sdp = self._offer_for_agent(state) if call.a_answered else None
         self._b2bua().connect(
             call,
             targets,
             now=now,
             ring_timeout=self.ring_timeout,
+            sdp=sdp,
             from_uri=f"sip:{from_number}@{self.directory.domain}",
             from_display=from_display,
         )
         for leg, target in call.forks.items():
             state.attempts.append(_Attempt(target, leg, now))
 
+    def _answered(self, call: Call, target: Target, sdp: bytes | None, now: float) -> None:
+        state = self._calls.get(call.id)
+        if state is None:
+            return
+        for attempt in state.attempts:
+            if attempt.leg is call.leg_b:
+                attempt.answered_at = now
+                attempt.status = 200
+        if state.answered_locally and sdp is not None and call.leg_b is not None:
+            # The switch answered the caller earlier: the agent's answer is the B side of the relay.
+            try:
+                self._update(state, Leg.B, _parse(sdp), call.leg_b.flow.remote[0], now)
+            except MediaRefused as exc:
+                state.detail = exc.reason
+                self._b2bua().drop_b(call, now=now, reason="media refused")
+                if state.in_acd and self.acd is not None:
+                    self.acd.offer_failed(call.id, target.label, reason="rejected", now=now)
+                return
+        if state.in_acd and self.acd is not None:
+            # The engine decides: ConnectCall bridges, CancelOffer(withdrawn) hangs the agent up.
+            self.acd.offer_answered(call.id, target.label, now=now)
+        else:
+            self._bridge(state, now)
+            if self._is_agent(target.label):
+                state.direct_agents.add(target.label)
+                self._direct_call(target.label, True, now)
+        self._log("answered", call, by=target.label or target.uri)
+
+    def _bridge(self, state: _CallState, now: float) -> None:
+        """Both legs are up: stop local audio, and from now on a silent leg means a vanished phone."""
+        session = state.session
+        if session is None:
+            return
+        if state.answered_locally:
+            session.feed(Leg.A, None)
+            self.media.ticking(state.call.id, session.ticking)
+        session.start(now=now)
+        self.media.poke(state.call.id)
+
+    def _fork_failed(self, call: Call, target: Target, status: int, now: float) -> None:
+        state = self._calls.get(call.id)
+        if state is None or not state.in_acd or self.acd is None:
+            return
+        if any(t.label == target.label for t in call.forks.values()):
+            return  # the agent's other phone is still ringing
+        reason = (
+            "rejected"
+            if status in (486, 600, 603)
+            else "unreachable"
+            if status in (408, 503)
+            else "no_answer"
+        )
+        self.acd.offer_failed(call.id, target.label, reason=reason, now=now)
+
     def _connect_failed(self, call: Call, status: int, reason: str, now: float) -> None:
         state = self._calls.get(call.id)
         if state is not None:
             self._close_attempts(state, now)
             state.detail = reason
+            if state.in_acd:
+                return  # the engine heard about each fork (ForkFailed) and decides what next
+            if call.a_answered:
+                self._goodbye(state, _cause_for(status), now)
+                return
         self._b2bua().reject(call, status, None, now=now, cause=_cause_for(status))
 
     def _close_attempts(self, state: _CallState, now: float) -> None:
@@ -313,6 +481,298 @@ class CallFlow:
                 attempt.ended_at = now
             if attempt.status is None and attempt.leg in results:
                 attempt.status = results[attempt.leg]
+
+    # -- queues: the ACD engine's side ---------------------------------------------------------------------
+
+    def _enter_queue(self, state: _CallState, queue: str, now: float) -> None:
+        call = state.call
+        if self.acd is None or queue not in self.acd.queue_names():
+            self._b2bua().reject(
+                call, 480, "Temporarily Unavailable (queue not served)", now=now, cause="no_queue"
+            )
+            return
+        if not call.a_answered and not self._answer_caller(state, now):
+            return
+        state.queue = queue
+        state.in_acd = True
+        self.acd.call_arrived(call.id, queue, caller=call.caller_number, now=now)
+        self._log("queued", call, queue=queue)
+
+    def _answer_caller(self, state: _CallState, now: float) -> bool:
+        """Answer the caller ourselves with the relay's A side (queue, feature code, goodbye prompt)."""
+        call = state.call
+        try:
+            a_port, _ = self._ports(state)
+        except MediaRefused as exc:
+            self._b2bua().reject(call, exc.status, exc.reason, now=now, cause="media_refused")
+            return False
+        session = state.session
+        assert session is not None and state.origin_a is not None
+        offer = call.leg_a.remote_sdp
+        if offer is None:  # a delayed offer: ours goes in the 200, the answer comes in the ACK
+            answer = offer_for(address=state.address, port=a_port, origin=state.origin_a)
+            state.codec = "PCMU"
+        else:
+            try:
+                parsed = _parse(offer)
+                agreed = negotiate(parsed)
+                answer = answer_for(parsed, address=state.address, port=a_port, origin=state.origin_a)
+            except (MediaRefused, NegotiationError) as exc:
+                self._b2bua().reject(
+                    call, 488, f"Not Acceptable Here ({exc})", now=now, cause="media_refused"
+                )
+                return False
+            session.update(
+                Leg.A,
+                RemoteMedia.from_negotiation(agreed, signalling_host=call.leg_a.flow.remote[0]),
+                now=now,
+            )
+            state.codec = agreed.codec.name
+        self._b2bua().answer(call, str(answer).encode(), now=now)
+        state.answered_locally = True
+        session.start(now=now)
+        self.media.poke(call.id)
+        return True
+
+    def _offer_for_agent(self, state: _CallState) -> bytes:
+        """What we offer an agent for a caller we answered: the caller's codec, from the relay's B side."""
+        _, b_port = self._ports(state)
+        assert state.origin_b is not None
+        codecs = (state.codec,) if state.codec in ("PCMU", "PCMA") else ("PCMU", "PCMA")
+        return str(
+            offer_for(address=state.address, port=b_port, origin=state.origin_b, codecs=codecs)
+        ).encode()
+
+    def _run_acd(self, now: float) -> None:
+        acd = self.acd
+        if acd is None:
+            return
+        for _ in range(1000):  # actions can cause inputs (an unreachable agent) that cause actions
+            actions = acd.actions()
+            for record in acd.records():
+                self._events.append(AcdRecord(record))
+            if not actions:
+                return
+            for action in actions:
+                self._act(action, now)
+
+    def _act(self, action: object, now: float) -> None:
+        acd = self.acd
+        assert acd is not None
+        match action:
+            case OfferCall(call=call_id, agent=agent, ring_until=ring_until):
+                state = self._calls.get(call_id)
+                if state is not None:
+                    self._offer(state, agent, ring_until, now)
+                else:
+                    acd.offer_failed(call_id, agent, reason="unreachable", now=now)
+            case CancelOffer(call=call_id, agent=agent, reason=reason):
+                state = self._calls.get(call_id)
+                if state is None:
+                    return
+                call = state.call
+                if call.target is not None and call.target.label == agent and call.leg_b is not None:
+                    self._b2bua().drop_b(call, now=now, reason=reason)
+                else:
+                    self._b2bua().cancel_target(call, agent, now=now, reason=_cancel_reason(reason))
+                    self._close_attempts(state, now)
+            case ConnectCall(call=call_id, agent=agent):
+                state = self._calls.get(call_id)
+                if state is not None:
+                    self._bridge(state, now)
+                    self._log("connected", state.call, agent=agent, queue=state.queue)
+            case StartMusicOnHold(call=call_id):
+                state = self._calls.get(call_id)
+                if state is not None:
+                    self._play(state, [], now)
+            case PlayPrompt(call=call_id, prompt=prompt):
+                state = self._calls.get(call_id)
+                sound = self.sounds.prompt(prompt) if self.sounds is not None else None
+                if state is not None and sound is not None:
+                    self._play(state, [sound], now)
+            case AnnouncePosition(call=call_id, position=position, estimated_wait=wait):
+                state = self._calls.get(call_id)
+                if state is not None and self.sounds is not None:
+                    self._play(state, [*self.sounds.position(position), *self.sounds.wait(wait)], now)
+            case Overflow(call=call_id, to_queue=to_queue, from_queue=from_queue):
+                state = self._calls.get(call_id)
+                if state is not None:
+                    state.queue = to_queue
+                    self._log("overflow", state.call, queue=to_queue, from_queue=from_queue)
+            case TimeOut(call=call_id, reason=reason, to=to):
+                state = self._calls.get(call_id)
+                if state is not None:
+                    state.in_acd = False
+                    self._log("queue_timeout", state.call, reason=reason, to=to)
+                    self._send_elsewhere(state, to, reason, now)
+            case ExitTo(call=call_id, target=target, digit=digit):
+                state = self._calls.get(call_id)
+                if state is not None:
+                    state.in_acd = False
+                    self._log("queue_exit", state.call, digit=digit, to=target)
+                    self._send_elsewhere(state, target, "exit_key", now)
+            case PauseAgent(agent=agent, reason=reason):
+                self._events.append(CallLogged("agent_auto_paused", {"agent": agent, "reason": reason}))
+
+    def _offer(self, state: _CallState, agent: str, ring_until: float, now: float) -> None:
+        acd = self.acd
+        assert acd is not None
+        call = state.call
+        bindings = self.locations.bindings(self.directory.aor(agent), now=now)
+        targets = [Target(b.contact, b.flow, agent) for b in bindings]
+        if not targets or call.state is CallState.ENDED:
+            acd.offer_failed(call.id, agent, reason="unreachable", now=now)
+            return
+        before = set(call.forks)
+        self._b2bua().connect(
+            call,
+            targets,
+            now=now,
+            ring_timeout=max(1.0, ring_until - now) + 2.0,  # a backstop: the engine times offers out
+            sdp=self._offer_for_agent(state),
+            from_uri=f"sip:{call.caller_number}@{self.directory.domain}",
+            from_display=call.caller_name,
+            add=True,
+        )
+        for leg, target in call.forks.items():
+            if leg not in before:
+                state.attempts.append(_Attempt(target, leg, now))
+        self._log("offered", call, agent=agent, queue=state.queue)
+
+    def _play(self, state: _CallState, sounds: list[Sound], now: float, *, then_music: bool = True) -> None:
+        """Play `sounds` to the caller, then the queue's music (or silence)."""
+        session = state.session
+        if session is None or self.sounds is None:
+            return
+        music = self.sounds.music(state.queue) if then_music else None
+        tail = LoopingPlayer(music) if music is not None else None
+        if sounds:
+            session.feed(Leg.A, Chain(PromptPlayer(sounds), tail))
+        elif tail is not None:
+            session.feed(Leg.A, tail)
+        else:
+            return
+        self.media.ticking(state.call.id, True)
+
+    def _send_elsewhere(self, state: _CallState, target: str | None, reason: str, now: float) -> None:
+        route = self.directory.target(target) if target else None
+        if route is None:
+            self._goodbye(state, reason, now)
+            return
+        if route.kind == "queue":
+            self._enter_queue(state, route.target, now)
+            return
+        user = self.directory.users.get(route.target) if route.kind == "user" else None
+        if user is None:
+            self._goodbye(state, reason, now)
+            return
+        state.route = route
+        self._ring_user(state, user, now)
+
+    def _goodbye(self, state: _CallState, cause: str, now: float, *, prompt: str = "no-agents") -> None:
+        """Tell an answered caller we are sorry and hang up when the prompt has played."""
+        call = state.call
+        if not call.a_answered:
+            self._b2bua().reject(call, 480, now=now, cause=cause)
+            return
+        sound = self.sounds.prompt(prompt) if self.sounds is not None else None
+        state.detail = cause
+        if sound is not None and state.session is not None:
+            self._play(state, [sound], now, then_music=False)
+            self._hang_up_at(state, now + sound.duration + 0.5)
+        else:
+            self._b2bua().hangup(call, now=now, cause=cause)
+
+    def _hang_up_at(self, state: _CallState, when: float) -> None:
+        state.ends_at = when
+        heapq.heappush(self._timers, (when, next(self._seq), state.call.id))
+
+    # -- feature codes -------------------------------------------------------------------------------------
+
+    _FEATURE_PROMPTS: ClassVar[dict[tuple[str, Ack], str]] = {
+        ("login", Ack.DONE): "agent-logged-in",
+        ("login", Ack.NO_CHANGE): "agent-logged-in",
+        ("logout", Ack.DONE): "agent-logged-out",
+        ("logout", Ack.PENDING): "agent-logged-out",
+        ("logout", Ack.NO_CHANGE): "agent-logged-out",
+        ("pause", Ack.DONE): "agent-paused",
+        ("pause", Ack.NO_CHANGE): "agent-paused",
+        ("resume", Ack.DONE): "agent-resumed",
+        ("resume", Ack.NO_CHANGE): "agent-resumed",
+        ("end_wrap_up", Ack.DONE): "agent-wrap-up-ended",
+        ("end_wrap_up", Ack.NO_CHANGE): "agent-wrap-up-ended",
+    }
+
+    def _feature(self, state: _CallState, route: Route, now: float) -> None:
+        call = state.call
+        agent = call.caller_user
+        if agent is None or self.acd is None or not self._is_agent(agent):
+            self._b2bua().reject(
+                call, 403, "Forbidden (feature codes are for agents)", now=now, cause="forbidden"
+            )
+            return
+        ack = self.agent_command(agent, route.target, reason=route.arg or "break", now=now)
+        self._log("feature", call, agent=agent, feature=route.target, ack=ack.value)
+        if not self._answer_caller(state, now):
+            return
+        prompt = self._FEATURE_PROMPTS.get((route.target, ack), "invalid-code")
+        sound = self.sounds.prompt(prompt) if self.sounds is not None else None
+        if sound is None:
+            sound = render((880.0,), ((100, 60),) * 3, name="confirmation")  # three short blips
+        state.detail = f"feature {route.target}: {ack.value}"
+        self._play(state, [sound], now, then_music=False)
+        self._hang_up_at(state, now + sound.duration + 0.4)
+
+    # -- agents --------------------------------------------------------------------------------------------
+
+    def _is_agent(self, user_id: str) -> bool:
+        user = self.directory.users.get(user_id)
+        return user is not None and user.role == "agent"
+
+    def agent_command(self, agent: str, command: str, *, reason: str = "", now: float) -> Ack:
+        """login, logout, pause (with a reason), resume, end_wrap_up — from a feature code or the CLI."""
+        acd = self.acd
+        if acd is None:
+            return Ack.UNKNOWN_AGENT
+        if command == "login":
+            ack = acd.agent_login(agent, now=now)
+        elif command == "logout":
+            ack = acd.agent_logout(agent, now=now)
+        elif command == "pause":
+            ack = acd.agent_pause(agent, reason, now=now)
+        elif command == "resume":
+            ack = acd.agent_resume(agent, now=now)
+        elif command in ("end_wrap_up", "end-wrap-up"):
+            ack = acd.end_wrap_up(agent, now=now)
+        else:
+            raise ValueError(f"unknown agent command {command!r}")
+        self._run_acd(now)
+        return ack
+
+    def agent_reachable(self, agent: str, reachable: bool, *, now: float) -> None:
+        if self.acd is not None and self._is_agent(agent):
+            self.acd.agent_reachable(agent, reachable, now=now)
+            self._run_acd(now)
+
+    def _direct_call(self, agent: str, active: bool, now: float) -> None:
+        if self.acd is not None:
+            self.acd.agent_direct_call(agent, active, now=now)
+
+    def reconcile(self, reachable_agents: set[str], *, now: float) -> list[object]:
+        """Compare the engine with the calls that are really up and the phones that are really there."""
+        acd = self.acd
+        if acd is None:
+            return []
+        live: dict[str, list[str]] = {}
+        for state in self._calls.values():
+            call = state.call
+            agents = sorted(state.direct_agents)
+            if state.in_acd and call.leg_b is not None and call.target is not None:
+                agents.append(call.target.label)
+            live[call.id] = agents
+        repairs = acd.reconcile(live, reachable_agents, now=now)
+        self._run_acd(now)
+        return list(repairs)
 
     # -- media hooks (sip.b2bua.MediaHooks) ----------------------------------------------------------------
 
@@ -429,12 +889,14 @@ class CallFlow:
         match event:
             case DtmfEvent(leg=leg, digit=digit):
                 self._dtmf(state.call, "a" if leg is Leg.A else "b", digit, "rfc4733", now)
+                self._run_acd(now)
             case MediaTimeout(leg=leg):
                 who = "caller" if leg is Leg.A else "callee"
                 state.media_timeout_leg = leg
                 state.detail = f"{event.reason}: the {who}'s phone stopped sending media"
                 self._log("media_timeout", state.call, leg=who, silent_for=round(event.silent_for, 1))
                 self._b2bua().hangup(state.call, now=now, cause="media_timeout", by=who, status=408)
+                self._run_acd(now)
             case Latched(leg=leg, address=address, reason=reason, rtcp=rtcp):
                 if not rtcp:
                     self._log(
@@ -452,6 +914,10 @@ class CallFlow:
         if state is not None:
             state.dtmf = (state.dtmf + digit)[-32:]
         self._log("dtmf", call, side=side, digit=digit, method=method)
+        if state is not None and state.in_acd and side == "a" and self.acd is not None:
+            if call.leg_b is None:  # still waiting: the exit key, perhaps
+                self.acd.dtmf(call.id, digit, now=now)
+                self._run_acd(now)
 
     # -- the end -------------------------------------------------------------------------------------------
 
@@ -459,6 +925,17 @@ class CallFlow:
         state = self._calls.pop(call.id, None)
         if state is None:
             return
+        if state.in_acd and self.acd is not None:
+            if call.ended_by == "callee":
+                self.acd.call_ended(call.id, by="agent", now=now)
+            elif call.ended_by == "caller":
+                self.acd.caller_abandoned(call.id, now=now)
+            else:
+                self.acd.call_ended(call.id, by="caller", now=now)
+        for agent in state.direct_agents:
+            self._direct_call(agent, False, now)
+        if state.session is not None:
+            self.media.ticking(call.id, False)
         self._log("ended", call, cause=call.end_cause, by=call.ended_by)
         self._close_attempts(state, now)
         legs = self._leg_records(state, now)
@@ -561,6 +1038,7 @@ class CallFlow:
                     "talk_time": None if call.answered_at is None else round(now - call.answered_at, 1),
                     "codec": state.codec,
                     "trunk": call.trunk,
+                    "queue": state.queue,
                     "dtmf": state.dtmf,
                 }
             )
@@ -601,6 +1079,13 @@ def _end_status(call: Call) -> int | None:
     return None
 
 
+def _cancel_reason(reason: str) -> str | None:
+    """A Reason header (RFC 3326) for an offer the ACD withdrew."""
+    if reason == "answered_elsewhere":
+        return 'SIP;cause=200;text="Call completed elsewhere"'
+    return f'SIP;cause=487;text="{reason}"'
+
+
 def _cause_for(status: int) -> str:
     return {486: "busy", 600: "busy", 603: "declined", 480: "no_answer", 404: "not_found"}.get(
         status, "failed"
@@ -624,7 +1109,7 @@ def _live_state(call: Call) -> str:
     return {
         CallState.INCOMING: "routing",
         CallState.CONNECTING: "ringing" if call.ringing else "dialing",
-        CallState.ANSWERED: "answered",
+        CallState.ANSWERED: "waiting",
         CallState.BRIDGED: "talking",
         CallState.ENDED: "ended",
     }[call.state]

@@ -511,6 +511,11 @@ class ServerSettings(_Model):
     recordings_dir: Path = Field(
         default=Path("var/recordings"), description="Directory call recordings are written to."
     )
+    sounds_dir: Path = Field(
+        default=Path("var/sounds"),
+        description="Generated prompts (position, estimated wait, confirmations) and the default music on "
+        "hold; `softswitch prompts` (run by `make run`) writes them here.",
+    )
     control: HostPort = Field(
         default=HostPort(host="127.0.0.1", port=8089),
         description="host:port of the control API the CLI talks to; keep it on loopback.",

@@ -3,7 +3,10 @@ written, readable by its owner only, to `server.control_token_file` when the swi
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import hmac
+import json
 import logging
 import os
 import secrets
@@ -18,6 +21,25 @@ if TYPE_CHECKING:
 __all__ = ["start_control", "write_token"]
 
 log = logging.getLogger("softswitch.control")
+
+
+def _plain(value: Any) -> Any:
+    """Dataclasses, enums and mappings as JSON-ready values (enums by their value)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {str(_plain(k)): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    return value
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, default=str)
 
 
 def write_token(path: Path) -> str:
@@ -48,8 +70,52 @@ def _routes(app: App, token: str) -> web.Application:
     async def calls(_: web.Request) -> web.Response:
         return web.json_response({"calls": app.calls()})
 
+    async def queues(_: web.Request) -> web.Response:
+        snapshot = app.acd_snapshot()
+        return web.json_response({"queues": [_plain(q) for q in snapshot.queues.values()]}, dumps=_dumps)
+
+    async def acd_agents(_: web.Request) -> web.Response:
+        snapshot = app.acd_snapshot()
+        agents = []
+        for agent in snapshot.agents.values():
+            row = _plain(agent)
+            for key in ("since", "wrap_up_until"):  # the engine's clock is monotonic; the API speaks epoch
+                if isinstance(row.get(key), int | float):
+                    row[key] = round(row[key] + app.wall_offset, 3)
+            agents.append(row)
+        return web.json_response({"agents": agents}, dumps=_dumps)
+
+    async def agent_action(request: web.Request) -> web.Response:
+        agent = request.match_info["agent"]
+        action = request.match_info["action"].replace("-", "_")
+        if action not in ("login", "logout", "pause", "resume", "end_wrap_up"):
+            return web.json_response({"error": f"unknown action {action!r}"}, status=400)
+        body: dict[str, Any] = {}
+        if request.can_read_body:
+            try:
+                body = await request.json()
+            except ValueError:
+                return web.json_response({"error": "the body must be JSON"}, status=400)
+        ack = app.agent_command(agent, action, str(body.get("reason") or ""))
+        status = 404 if ack == "unknown_agent" else 200
+        return web.json_response({"ack": ack}, status=status)
+
+    async def reload(_: web.Request) -> web.Response:
+        ok, problems = app.reload()
+        if not ok:
+            return web.json_response(
+                {"error": "the configuration has errors", "issues": problems}, status=400
+            )
+        return web.json_response(
+            {"ok": True, "queues": len(app.settings.queues), "agents": len(app.settings.agents)}
+        )
+
     web_app = web.Application(middlewares=[check_token])
     web_app.router.add_get("/api/calls", calls)
+    web_app.router.add_get("/api/queues", queues)
+    web_app.router.add_get("/api/acd/agents", acd_agents)
+    web_app.router.add_post("/api/agents/{agent}/{action}", agent_action)
+    web_app.router.add_post("/api/reload", reload)
     web_app.router.add_get("/api/status", status)
     web_app.router.add_get("/api/registrations", registrations)
     extra = getattr(app, "extra_routes", None)

@@ -25,7 +25,7 @@ import numpy.typing as npt
 from softswitch.media.g711 import SAMPLE_RATE, codec_by_name
 from softswitch.media.port import FRAME_SAMPLES, Frame
 
-__all__ = ["LoopingPlayer", "PromptPlayer", "Sound", "SoundFileError", "load_sound", "resample"]
+__all__ = ["Chain", "LoopingPlayer", "PromptPlayer", "Sound", "SoundFileError", "load_sound", "resample"]
 
 _FRAME: Final = FRAME_SAMPLES
 
@@ -155,6 +155,32 @@ class PromptPlayer:
                 self._index += 1
                 self._offset = 0
         return out
+
+    def put_frame(self, frame: Frame) -> None:
+        """A player is a source only."""
+
+
+class Chain:
+    """Plays `first` until it is done, then `then` (a prompt, then music on hold again; or silence).
+
+    >>> c = Chain(PromptPlayer([np.ones(160, np.int16)]), None)
+    >>> int(c.get_frame()[0]), c.get_frame() is None
+    (1, True)
+    """
+
+    def __init__(self, first: PromptPlayer, then: LoopingPlayer | PromptPlayer | None) -> None:
+        self.first = first
+        self.then = then
+
+    @property
+    def done(self) -> bool:
+        return self.first.done and (self.then is None or getattr(self.then, "done", False))
+
+    def get_frame(self) -> Frame | None:
+        frame = self.first.get_frame()
+        if frame is not None:
+            return frame
+        return None if self.then is None else self.then.get_frame()
 
     def put_frame(self, frame: Frame) -> None:
         """A player is a source only."""

@@ -153,6 +153,7 @@ class SipTransport:
         max_message_size: int = 65535,
         max_write_buffer: int = 1 << 20,
         on_pump: Callable[[], None] | None = None,
+        timed: list[Any] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.on_event = on_event
@@ -161,6 +162,9 @@ class SipTransport:
         self.max_message_size = max_message_size
         self.max_write_buffer = max_write_buffer
         self.on_pump = on_pump
+        # Other sans-IO cores driven by the same one timer (the call flow and its ACD engine): each has
+        # next_deadline() and handle_timer(now=).
+        self.timed = list(timed or [])
         self.loop = asyncio.get_running_loop()
         self._udp: dict[tuple[str, int], _Udp] = {}
         self._servers: list[asyncio.AbstractServer] = []
@@ -270,6 +274,10 @@ class SipTransport:
 
     def _arm(self) -> None:
         deadline = self.endpoint.next_deadline()
+        for core in self.timed:
+            other = core.next_deadline()
+            if other is not None and (deadline is None or other < deadline):
+                deadline = other
         if deadline == self._timer_at:
             return
         if self._timer is not None:
@@ -282,10 +290,16 @@ class SipTransport:
     def _fire(self) -> None:
         self._timer = None
         self._timer_at = None
+        now = self.loop.time()
         try:
-            self.endpoint.handle_timer(now=self.loop.time())
+            self.endpoint.handle_timer(now=now)
         except Exception:
             log.exception("x internal error in endpoint timers")
+        for core in self.timed:
+            try:
+                core.handle_timer(now=now)
+            except Exception:
+                log.exception("x internal error in %s timers", type(core).__name__)
         self.pump()
 
     # -- sending ------------------------------------------------------------------------------------------
