@@ -80,6 +80,9 @@ __all__ = [
 
 Side = Literal["a", "b"]
 
+#: Seconds a new call may wait for a routing decision before the switch refuses it (500).
+ROUTING_TIMEOUT = 32.0
+
 
 class MediaRefused(Exception):
     """Raised by a hook when a session description cannot be anchored (answered 488)."""
@@ -292,10 +295,15 @@ class B2bua:
         while heap and heap[0][0] <= now:
             at, _, call_id = heapq.heappop(heap)
             call = self.calls.get(call_id)
-            if call is None or call.ring_deadline != at or call.state is not CallState.CONNECTING:
+            if call is None or call.ring_deadline != at:
                 continue
             call.ring_deadline = None
-            self._give_up_forks(call, now, status=480, reason="no answer")
+            if call.state is CallState.INCOMING:
+                self.hangup(
+                    call, now=now, status=500, reason="Server Internal Error (not routed)", cause="not_routed"
+                )
+            elif call.state is CallState.CONNECTING:
+                self._give_up_forks(call, now, status=480, reason="no answer")
         self._drain(now)
 
     def is_trunk(self, flow: Flow) -> bool:
@@ -559,6 +567,10 @@ class B2bua:
         )
         leg.user_data = call
         self.calls[call.id] = call
+        # A safety net: a call nobody routes (a bug above us) is refused after ROUTING_TIMEOUT, so the
+        # caller's phone is not left ringing forever.
+        call.ring_deadline = now + ROUTING_TIMEOUT
+        heapq.heappush(self._ring_heap, (call.ring_deadline, next(self._seq), call.id))
         self._events.append(CallIncoming(call))
 
     def _provisional(self, call: Call, fork: Leg, status: int, sdp: bytes | None, now: float) -> None:

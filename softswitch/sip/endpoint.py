@@ -370,7 +370,14 @@ class Endpoint:
             self._on_register(tx, now)
             return
         uri = request.uri
-        if isinstance(uri, SipUri) and not self.config.serves(uri.host) and not self._from_trunk(tx):
+        # In-dialog requests (a To tag) are addressed to the Contact we gave, whatever host that names.
+        in_dialog = request.to.tag is not None
+        if (
+            isinstance(uri, SipUri)
+            and not in_dialog
+            and not self.config.serves(uri.host)
+            and not self._from_trunk(tx)
+        ):
             self._reply(tx, 403, "Forbidden (domain not served)", now)
             return
         if method == "OPTIONS":
