@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import JSON, Float, Index, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "Binding", "Cdr", "CdrLeg", "Meta"]
+__all__ = ["AgentStateRow", "Base", "Binding", "Cdr", "CdrLeg", "Meta", "QueueEventRow"]
 
 # Stable constraint names, so later migrations can refer to (and SQLite batch mode can rebuild) them.
 NAMING_CONVENTION = {
@@ -115,3 +115,43 @@ class CdrLeg(Base):
     rx_lost: Mapped[int] = mapped_column(Integer, default=0)
     rx_jitter_ms: Mapped[float] = mapped_column(Float, default=0.0)
     tx_packets: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class QueueEventRow(Base):
+    """One queue event (records.QueueEventRecord): the ACD's queue_log. `id` keeps the order of events
+    written at the same instant (enter, offer and connect can share a timestamp)."""
+
+    __tablename__ = "queue_events"
+    __table_args__ = (
+        Index("ix_queue_events_at", "at"),
+        Index("ix_queue_events_queue_at", "queue", "at"),
+        Index("ix_queue_events_call", "call"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float)
+    kind: Mapped[str] = mapped_column(String(32))
+    queue: Mapped[str | None] = mapped_column(String(64))
+    call: Mapped[str | None] = mapped_column(String(64))
+    agent: Mapped[str | None] = mapped_column(String(64))
+    position: Mapped[int | None] = mapped_column(Integer)
+    wait: Mapped[float | None] = mapped_column(Float)
+    duration: Mapped[float | None] = mapped_column(Float)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class AgentStateRow(Base):
+    """One agent state change (records.AgentStateRecord): the agent state log."""
+
+    __tablename__ = "agent_states"
+    __table_args__ = (
+        Index("ix_agent_states_at", "at"),
+        Index("ix_agent_states_agent_at", "agent", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float)
+    agent: Mapped[str] = mapped_column(String(64))
+    old: Mapped[str] = mapped_column(String(16))
+    new: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")

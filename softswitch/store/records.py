@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["BindingRow", "CallRecord", "LegRecord"]
+__all__ = ["AgentStateRecord", "BindingRow", "CallRecord", "LegRecord", "QueueEventRecord"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +78,29 @@ class LegRecord:
     rx_lost: int = 0
     rx_jitter_ms: float = 0.0
     tx_packets: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEventRecord:
+    """One row of the queue event table (the ACD's `QueueEvent`, like Asterisk's queue_log), wall time."""
+
+    at: float  # UNIX epoch seconds
+    kind: str  # enter, offer, ring_no_answer, connect, complete_agent, complete_caller, abandon, ...
+    queue: str | None = None
+    call: str | None = None
+    agent: str | None = None
+    position: int | None = None  # 1 = next in line
+    wait: float | None = None  # seconds waited in this queue at the time of the event
+    duration: float | None = None  # ring, talk or wrap-up time, by kind
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStateRecord:
+    """One row of the agent state log (the ACD's `AgentStateChanged`), wall time; states by their value."""
+
+    at: float  # UNIX epoch seconds
+    agent: str
+    old: str  # logged_out, available, offered, on_call, direct_call, wrap_up, paused, unreachable
+    new: str
+    reason: str = ""  # for paused: the pause reason code
