@@ -653,7 +653,7 @@ class B2bua:
             answer_fn(leg, status=481, now=now)
             return
         other = call.other(leg)
-        if other is None or other.state is not LegState.CONFIRMED:
+        if other is None:
             try:
                 local = self.hooks.answer_locally(call, side, sdp, now=now)
             except MediaRefused as exc:
@@ -661,7 +661,9 @@ class B2bua:
                 return
             answer_fn(leg, sdp=local, now=now)
             return
-        if other.negotiating or call.passing is not None:
+        # A partner that is not confirmed yet (the caller has not ACKed our 2xx) is negotiating too: the
+        # switch must not answer in its place.
+        if other.state is not LegState.CONFIRMED or other.negotiating or call.passing is not None:
             answer_fn(leg, status=491, now=now)
             return
         try:

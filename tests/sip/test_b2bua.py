@@ -431,6 +431,28 @@ def test_reinvite_while_the_other_leg_is_negotiating_gets_491() -> None:
     assert call.passing is None
 
 
+def test_reinvite_before_the_other_leg_acked_our_2xx_gets_491() -> None:
+    """The callee re-INVITEs while the caller's ACK for our 200 is still on its way: leg A is negotiating,
+    so §14.2 says 491 — the switch must not answer in the caller's place (answer_locally is for a leg
+    alone)."""
+    net, alice, (bob,) = party("bob")
+    _a_leg, call = incoming(net, alice)
+    (b_leg,) = ring(net, call, [bob])
+    net.filters.append(drop("alice", "switch", method="ACK", times=1))
+    bob.layer.accept(b_leg, ANSWER, now=net.now)
+    net.pump()
+    assert call.state is CallState.BRIDGED and call.leg_a.negotiating
+    bob.take()
+    net.hooks.calls.clear()
+    bob.layer.reinvite(b_leg, HELD, now=net.now)
+    net.pump()
+    assert net.hooks.calls == []
+    assert len(net.responses("switch", "bob", 491)) == 1
+    net.run_until(net.now + 10.0)  # the 2xx retransmission brings the ACK; bob's retry goes through
+    assert net.hooks.names() == ["offer_for_other"]
+    assert alice.take()[-1].sdp == net.hooks.made["offer_for_other"][0]  # type: ignore[union-attr]
+
+
 def test_reinvite_on_a_caller_alone_is_answered_locally() -> None:
     net, alice, _ = party()
     a_leg, call = incoming(net, alice, "5000", user=None)
