@@ -113,6 +113,7 @@ class Phone:
         dtmf_method: str = "rfc2833",
         lock_codec: bool = True,
         rtp_port: int | None = None,
+        bind_address: str = "127.0.0.1",
         extra_args: Iterable[str] = (),
         python: str = sys.executable,
     ) -> None:
@@ -129,6 +130,7 @@ class Phone:
         argv += ["--transport", transport, "--reg-expiry", str(reg_expiry), "--realm", realm]
         argv += ["--log-file", str(self.pj_log), "--dtmf-method", dtmf_method, "--srtp", srtp]
         argv += ["--rtp-port", str(rtp_port if rtp_port is not None else free_port_pair())]
+        argv += ["--bind-address", bind_address]
         if registrar:
             argv += ["--registrar", registrar]
         if not register:

@@ -8,7 +8,8 @@ Model (see /work/shared/harness.md §3 for the pitfalls this follows):
   ``libHandleEvents(10)``; every callback runs on the main thread; there is no ``time.sleep`` anywhere
   (timed actions such as a delayed answer are deadlines checked by the pump).
 * Null audio device, conference clock 8000 Hz, PCMU then PCMA preferred, every other codec priority 0,
-  SIP and RTP bound to 127.0.0.1. One account; at most 4 calls (the wheel's PJSUA_MAX_CALLS).
+  SIP and RTP bound to 127.0.0.1 (or --bind-address: 127.0.0.2 plays a trunk). One account; at most 4
+  calls (the wheel's PJSUA_MAX_CALLS).
 * Commands arrive on stdin, one per line: a JSON object ``{"cmd": "call", "uri": "sip:..."}`` or the plain
   form ``call sip:...``. Each command is answered by an ``ok`` or ``error`` event carrying ``cmd`` (and
   the command's ``id`` if it had one).
@@ -322,7 +323,8 @@ class UserAgent:
 
         tc = pj.TransportConfig()
         tc.port = args.port
-        tc.boundAddress = "127.0.0.1"
+        tc.boundAddress = args.bind_address
+        tc.publicAddress = args.bind_address
         if args.transport == "tls":
             tc.tlsConfig.method = pj.PJSIP_TLSV1_2_METHOD
             if args.ca_file:
@@ -358,7 +360,7 @@ class UserAgent:
             pid=os.getpid(),
             port=self.local_port,
             transport=args.transport,
-            contact=f"{scheme}:{user}@127.0.0.1:{self.local_port}{suffix}",
+            contact=f"{scheme}:{user}@{args.bind_address}:{self.local_port}{suffix}",
         )
 
     def account_config(
@@ -384,7 +386,8 @@ class UserAgent:
             proxies = [f"{registrar};lr"]
         for proxy in proxies:
             acfg.sipConfig.proxies.append(proxy)
-        acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+        acfg.mediaConfig.transportConfig.boundAddress = args.bind_address
+        acfg.mediaConfig.transportConfig.publicAddress = args.bind_address
         acfg.mediaConfig.transportConfig.port = args.rtp_port
         acfg.mediaConfig.transportConfig.portRange = args.rtp_port_range
         acfg.mediaConfig.lockCodecEnabled = not args.no_lock_codec
@@ -827,6 +830,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--transport", choices=sorted(TRANSPORTS), default="udp")
     parser.add_argument("--sips", action="store_true", help="advertise a sips: contact with TLS")
     parser.add_argument("--port", type=int, default=0, help="local SIP port (0: any)")
+    parser.add_argument(
+        "--bind-address", default="127.0.0.1", help="local address for SIP and RTP (any 127.x.y.z works)"
+    )
     parser.add_argument("--proxy", action="append", help="outbound proxy URI (repeatable)")
     parser.add_argument("--reg-expiry", type=int, default=300)
     parser.add_argument("--no-register", action="store_true", help="do not REGISTER at start")

@@ -404,6 +404,7 @@ class SipClient:
         local_host: str = "127.0.0.1",
         timeout: float = 2.0,
         advertise: tuple[str, int] | None = None,
+        local_port: int = 0,
     ) -> None:
         if transport not in ("udp", "tcp"):
             raise ValueError(f"transport must be udp or tcp, not {transport!r}")
@@ -413,7 +414,9 @@ class SipClient:
         self.timeout = timeout
         kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
         self.sock = socket.socket(socket.AF_INET, kind)
-        self.sock.bind((local_host, 0))
+        if local_port:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((local_host, local_port))
         if transport == "tcp":
             self.sock.settimeout(timeout)
             self.sock.connect((host, port))

@@ -394,8 +394,10 @@ class SoftswitchServer:
         import os
 
         env = dict(os.environ if self.env is None else self.env)
-        # Run the working tree's package even when it is not installed in the interpreter.
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
+        # Run the working tree's package even when it is not installed in the interpreter; or, with
+        # SOFTSWITCH_TEST_ROOT set, another checkout's (a snapshot of HEAD while the tree is mid-change).
+        root = os.environ.get("SOFTSWITCH_TEST_ROOT") or str(REPO_ROOT)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH", "")]))
         return env
 
     def _check_listeners(self) -> None:
