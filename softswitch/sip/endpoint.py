@@ -235,6 +235,8 @@ class Endpoint:
             verdict = self.guard.check(flow.remote[0], now=now)
             if verdict is Verdict.BANNED:
                 self._count("banned_source")
+                if flow.reliable:  # the edge closes a banned source's connection (guard.py)
+                    self._events.append(MessageDropped(flow, "banned_source"))
                 return
             message.set_received(flow.remote[0], flow.remote[1])
             self.transactions.receive_request(message, flow, now=now)

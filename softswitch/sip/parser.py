@@ -67,6 +67,8 @@ class ParserLimits:
 DEFAULT_LIMITS = ParserLimits()
 
 _SURR = "surrogateescape"
+# A control character not escaped by a quoted-pair ("\" CHAR, which may escape %x00-09 / %x0B-0C).
+_CONTROL_RE = re.compile(rb"(?<!\\)[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _REQUIRED = ("via", "from", "to", "call-id", "cseq")
 # RFC 3261 and the extensions whose methods a phone may send us (3262, 3265/6665, 3311, 3428, 3515,
 # 3903, 6086). Any other method is unknown to us: see the CSeq check in _check_core.
@@ -197,6 +199,12 @@ def _parse(data: bytes, limits: ParserLimits) -> Request | Response:
             raise _basis(short, method, items) if not is_response else short
         if length < len(body):
             body = body[:length]  # §18.3: bytes past Content-Length in a datagram are discarded
+    # TEXT-UTF8 (§25.1) has no control characters but HTAB; a NUL or an ESC in a header is an attack or
+    # a broken peer, never a phone we must be lenient with. Checked last, so a more precise error wins.
+    bad = _CONTROL_RE.search(data, 0, end)
+    if bad is not None:
+        error = SipParseError(f"control character 0x{bad.group()[0]:02x} in the headers")
+        raise _basis(error, method, items) if not is_response else error
     msg.body = bytes(body)
     return msg
 

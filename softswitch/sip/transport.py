@@ -24,9 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from softswitch.sip.endpoint import Endpoint, EndpointEvent
+from softswitch.sip.endpoint import Endpoint, EndpointEvent, MessageDropped, SourceBanned
 from softswitch.sip.flow import Flow
 from softswitch.sip.framing import FramingError, KeepAlivePing, Message, StreamFramer
+from softswitch.sip.guard import Verdict
 
 __all__ = ["ListenAddress", "SipTransport"]
 
@@ -108,6 +109,12 @@ class _Stream(asyncio.Protocol):
         local = _addr(sock) if sock else self.local
         self.flow = Flow(self.kind, _addr(peer), self.local if self.local[1] else local, self.conn_id)
         self.last_activity = self.edge.loop.time()
+        guard = self.edge.endpoint.guard
+        if guard.check(self.flow.remote[0], now=self.last_activity) is Verdict.BANNED:
+            log.info("x %s connection from banned source %s refused", self.kind, self.flow.remote[0])
+            transport.abort()  # type: ignore[attr-defined]
+            self.flow = None
+            return
         self.edge._connections[self.conn_id] = self
         self.edge._by_remote.setdefault((self.kind, self.flow.remote), self.conn_id)
         log.debug("- %s connection %s open", self.kind, self.flow)
@@ -256,6 +263,11 @@ class SipTransport:
         for data, flow in endpoint.outgoing():
             self.send(data, flow)
         while (event := endpoint.next_event()) is not None:
+            match event:
+                case SourceBanned(source=source):
+                    self.drop_source(source)
+                case MessageDropped(flow=flow, reason="banned_source"):
+                    self.drop_source(flow.remote[0])
             try:
                 self.on_event(event)
             except Exception:
@@ -344,6 +356,13 @@ class SipTransport:
                 log.info("- closing idle %s connection %s", conn.kind, conn.flow)
                 conn.transport.close()
         self._schedule_sweep()
+
+    def drop_source(self, host: str) -> None:
+        """Close every stream connection from `host` (a banned source: guard.py)."""
+        for conn in list(self._connections.values()):
+            if conn.flow is not None and conn.flow.remote[0] == host and conn.transport is not None:
+                log.info("- closing %s connection %s of a banned source", conn.kind, conn.flow)
+                conn.transport.abort()
 
     def connection_count(self) -> int:
         return len(self._connections)

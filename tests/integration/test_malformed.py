@@ -164,15 +164,6 @@ GARBAGE_CASES = [
         name,
         transport,
         id=f"{name}-{transport}",
-        marks=[
-            pytest.mark.xfail(
-                strict=True,
-                reason="switch bug: a NUL byte in an extension header value is accepted (200) instead of "
-                "400/drop (RFC 3261 §25.1 TEXT-UTF8 excludes NUL); parser.py checks only the core headers",
-            )
-        ]
-        if name == "nul_in_header"
-        else [],
     )
     for name, item in garbage.PAYLOADS.items()
     for transport in item.transports

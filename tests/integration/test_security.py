@@ -193,12 +193,6 @@ def test_repeated_failures_are_throttled_then_banned_for_ban_time(switch: Softsw
         tcp.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="switch bug: guard.py documents BANNED as 'drop silently (UDP) or close the connection "
-    "(TCP/TLS)', but Endpoint.receive only drops the message: the banned source's TCP connection stays "
-    "open (and each dropped message refreshes its idle timer), and new connections from it are accepted",
-)
 def test_a_banned_source_loses_its_tcp_connection(switch: SoftswitchServer) -> None:
     attacker = next_source()
     with SipClient("127.0.0.1", switch.tcp_port, transport="tcp", local_host=attacker, timeout=1.0) as tcp:
