@@ -28,15 +28,35 @@ def _people(settings: Settings) -> list[tuple[str, str, str | None, str]]:
     return out
 
 
+def _minutes(seconds: float | None) -> str:
+    if not seconds:
+        return "0:00"
+    seconds = int(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _state(acd: dict[str, Any] | None) -> str:
+    if acd is None:
+        return ""
+    status = str(acd.get("status") or "")
+    if status == "paused" and acd.get("pause_reason"):
+        return f"paused ({acd['pause_reason']})"
+    return status.replace("_", " ")
+
+
 @click.command("agents")
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def agents(config_path: Path, as_json: bool) -> None:
-    """Agents and supervisors with their registrations (live, or from the database if the switch is down)."""
+    """Agents and supervisors: registrations (source address and port, transport, user agent, expiry,
+    reachability) and ACD state with today's figures. From the database when the switch is down."""
     settings = load_or_exit(config_path)
     source = "server"
+    acd: dict[str, dict[str, Any]] = {}
+    client = client_for(settings)
     try:
-        registrations = client_for(settings).get("/api/registrations")["registrations"]
+        registrations = client.get("/api/registrations")["registrations"]
+        acd = {a["id"]: a for a in client.get("/api/acd/agents")["agents"]}
     except ServerDown:
         source = "database"
         registrations = _offline_registrations(settings)
@@ -52,6 +72,7 @@ def agents(config_path: Path, as_json: bool) -> None:
                 "extension": extension,
                 "role": role,
                 "registrations": by_user.pop(user_id, []),
+                "acd": acd.get(user_id),
             }
         )
     if as_json:
@@ -60,31 +81,47 @@ def agents(config_path: Path, as_json: bool) -> None:
     rows = []
     now = time.time()
     for person in people:
+        state = _state(person["acd"]) if role_is_agent(person) else person["role"]
+        figures = (person["acd"] or {}).get("figures") or {}
+        occupancy = figures.get("occupancy")
+        stats = [
+            figures.get("calls_handled", ""),
+            _minutes(figures.get("talk_time")) if figures else "",
+            "" if occupancy is None else f"{occupancy * 100:.0f}%",
+            figures.get("missed_offers", ""),
+        ]
         regs = person["registrations"] or [None]
-        for reg in regs:
+        for i, reg in enumerate(regs):
+            lead = (
+                [person["id"], person["extension"], state, *stats] if i == 0 else ["", "", "", "", "", "", ""]
+            )
             if reg is None:
-                rows.append(
-                    [person["id"], person["extension"], person["role"], "not registered", "", "", "", ""]
-                )
+                rows.append([*lead, "not registered", "", "", "", ""])
                 continue
             reach = reg.get("reachable")
-            state = "?" if reach is None else ("yes" if reach else "NO")
+            seen = "?" if reach is None else ("yes" if reach else "NO")
             if reach and reg.get("rtt_ms") is not None:
-                state = f"yes ({reg['rtt_ms']:.0f} ms)"
-            rows.append(
-                [
-                    person["id"],
-                    person["extension"],
-                    person["role"],
-                    f"{reg['source']}",
-                    reg["transport"],
-                    reg.get("user_agent") or "",
-                    f"{fmt_time(reg['expires_at'])} ({max(0, int(reg['expires_at'] - now))}s)",
-                    state,
-                ]
-            )
-    click.echo(
-        table(["AGENT", "EXT", "ROLE", "FROM", "TRANSPORT", "USER AGENT", "EXPIRES", "REACHABLE"], rows)
-    )
+                seen = f"yes ({reg['rtt_ms']:.0f} ms)"
+            expires = f"{fmt_time(reg['expires_at'])} ({max(0, int(reg['expires_at'] - now))}s)"
+            rows.append([*lead, reg["source"], reg["transport"], reg.get("user_agent") or "", expires, seen])
+    headers = [
+        "AGENT",
+        "EXT",
+        "STATE",
+        "CALLS",
+        "TALK",
+        "OCC",
+        "MISSED",
+        "FROM",
+        "TRANSPORT",
+        "USER AGENT",
+        "EXPIRES",
+        "REACHABLE",
+    ]
+    click.echo(table(headers, rows))
     if source == "database":
         click.echo("(the switch is not running: registrations read from the database)", err=True)
+
+
+def role_is_agent(person: dict[str, Any]) -> bool:
+    return person["role"] == "agent"
