@@ -7,7 +7,11 @@ Each phone is a real Endpoint + InviteLayer the test scripts; the switch is an E
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import pytest
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
 from wire import DOMAIN, SWITCH, TRUNK_HOST, Net, Phone, drop, sdp
 
 from softswitch.sip.b2bua import (
@@ -28,9 +32,11 @@ from softswitch.sip.invite import (
     Cancelled,
     Ended,
     Failed,
+    InviteReceived,
     Leg,
     LegState,
     ProvisionalReceived,
+    ReinviteCancelled,
     ReinviteCompleted,
     ReinviteReceived,
     UpdateReceived,
@@ -704,3 +710,240 @@ def test_answer_then_connect_bridges_without_a_second_200_to_the_caller() -> Non
     assert alice.one(Ended).by == "remote"
     assert ended(net, call).by == "callee"
     net.quiet()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# property: any interleaving of caller, callee and switch actions and timers ends with nothing left
+# ---------------------------------------------------------------------------------------------------------
+
+
+class Op(NamedTuple):
+    """One random step: `kind`, on the `index`th call or leg, with a choice `pick` and a `number`."""
+
+    kind: str
+    index: int = 0
+    pick: int = 0
+    number: float = 0
+
+
+def op(kind: str, **fields: st.SearchStrategy[object]) -> st.SearchStrategy[Op]:
+    return st.fixed_dictionaries(fields).map(lambda values: Op(kind, **values))  # type: ignore[arg-type]
+
+
+INDEX = st.sampled_from([0, 0, 1, 2])
+PICK = st.integers(0, 5)
+ROUTE_KINDS = ["connect", "connect", "answer", "answer_connect", "add", "reject", "hangup", "stop", "reoffer"]
+PHONE_ACTIONS = ["bye", "reinvite", "update", "respond", "respond", "info", "ack"]
+BRIDGE = op("bridge", pick=PICK, number=st.sampled_from([3.0, 40.0]))
+STEPS = st.one_of(
+    op("call", pick=PICK),
+    BRIDGE,
+    op("route", index=INDEX, pick=st.integers(0, len(ROUTE_KINDS) - 1), number=st.sampled_from([3.0, 40.0])),
+    op("ring", index=INDEX, number=st.sampled_from([180, 183])),
+    op("answer", index=INDEX),
+    op("answer", index=INDEX),
+    op("refuse", index=INDEX, number=st.sampled_from([404, 480, 486, 603])),
+    op("cancel", index=INDEX),
+    op("phone", index=st.integers(0, 5), pick=st.integers(0, len(PHONE_ACTIONS) - 1), number=PICK),
+    op("phone", index=st.integers(0, 5), pick=st.integers(0, len(PHONE_ACTIONS) - 1), number=PICK),
+    op("lose", pick=st.integers(0, 7), number=st.integers(1, 3)),
+    op("pump"),
+    op("advance", number=st.sampled_from([0.3, 1.0, 2.5, 5.0, 40.0])),
+    op("advance", number=st.sampled_from([0.3, 1.0, 2.5, 5.0, 40.0])),
+)
+SCRIPTS = st.tuples(op("call", pick=PICK) | BRIDGE, st.lists(STEPS, min_size=10, max_size=50)).map(
+    lambda parts: [parts[0], *parts[1]]
+)
+
+
+UNANSWERED = (LegState.INCOMING, LegState.EARLY)
+
+
+class Scenario:
+    """Two callers, two callees and the switch on one wire, driven by random steps. It checks as it goes
+    that a call reports nothing after its one CallEnded and that `b2bua.calls` holds exactly the calls
+    still going; `finish` hangs up whatever is live and checks that nothing is left."""
+
+    def __init__(self) -> None:
+        self.net = net = Net()
+        self.callers = [net.phone("alice", ALICE), net.phone("carol", "192.0.2.11")]
+        self.callees = [net.phone("bob1", "198.51.100.2"), net.phone("bob2", "198.51.100.3")]
+        self.calls: list[Call] = []
+        self.ended: dict[str, int] = {}
+        self.answered: set[str] = set()
+        self.callee_legs: list[tuple[Phone, Leg]] = []
+        self.phone_legs: list[tuple[Phone, Leg]] = []  # every leg of every phone, in order of appearance
+        self.pending: dict[int, str] = {}  # id(phone leg) -> the method of its unanswered offer
+        self.losing = [0, ("alice", "switch")]
+        net.filters.append(self._lossy)
+
+    def _lossy(self, src: str, dst: str, message: Request | Response) -> Request | Response | None:
+        if self.losing[0] and (src, dst) == self.losing[1]:
+            self.losing[0] = int(self.losing[0]) - 1
+            return None
+        return message
+
+    def collect(self) -> None:
+        net = self.net
+        for event in net.take():
+            call = event.call
+            if isinstance(event, CallIncoming):
+                self.calls.append(call)
+                continue
+            assert self.ended.get(call.id, 0) == 0, f"{event} after the call ended"
+            if isinstance(event, CallEnded):
+                self.ended[call.id] = 1
+                assert call.state is CallState.ENDED
+            elif isinstance(event, CallAnswered):
+                assert call.id not in self.answered, f"{event} twice"
+                self.answered.add(call.id)
+                assert call.leg_b is not None and call.a_answered
+        live = {c.id for c in self.calls if c.id not in self.ended}
+        assert set(net.b2bua.calls) == live
+        for phone in (*self.callers, *self.callees):
+            for happened in phone.take():
+                leg = happened.leg
+                if isinstance(happened, InviteReceived):
+                    self.callee_legs.append((phone, leg))
+                    self.phone_legs.append((phone, leg))
+                elif isinstance(happened, ReinviteReceived):
+                    self.pending[id(leg)] = "INVITE"
+                elif isinstance(happened, UpdateReceived):
+                    self.pending[id(leg)] = "UPDATE"
+                elif isinstance(happened, Ended | Failed | Cancelled | ReinviteCancelled):
+                    self.pending.pop(id(leg), None)
+
+    def apply(self, step: Op) -> None:
+        net = self.net
+        now = net.now
+        b2bua = net.b2bua
+        kind = step.kind
+        if kind == "bridge" and len(self.calls) < 3:
+            # A call routed at once, rung (180 or 183 with SDP, or not at all) and, unless `pick` is 5,
+            # answered by the first callee it rings (if no message is lost on the way).
+            self.apply(step._replace(kind="call"))
+            if len(self.calls) > len(self.ended) and self.calls[-1].state is CallState.INCOMING:
+                self.apply(Op("route", 0, 0, step.number + step.pick % 3))
+                if step.pick in (2, 3, 4, 5):
+                    self.apply(Op("ring", 0, 0, 183 if step.pick == 4 else 180))
+                if step.pick != 5:
+                    self.apply(Op("answer", 0))
+            return
+        if kind == "call" and len(self.calls) < 3:
+            phone = self.callers[step.pick % 2]
+            public = step.pick >= 4
+            offer = None if step.pick in (1, 5) else OFFER
+            leg = phone.call("5000" if public else "1002", sdp=offer, user=None if public else phone.name)
+            self.phone_legs.append((phone, leg))
+        elif kind == "route" and step.index < len(live := [c for c in self.calls if c.id not in self.ended]):
+            call = live[-1 - step.index]
+            what = ROUTE_KINDS[step.pick]
+            targets = [[p.target()] for p in self.callees] + [[p.target() for p in self.callees]]
+            chosen = targets[int(step.number) % 3]
+            if what in ("connect", "answer_connect") and call.state in (
+                CallState.INCOMING,
+                CallState.ANSWERED,
+            ):
+                if what == "answer_connect":
+                    b2bua.answer(call, sdp("moh", host=SWITCH[0]), now=now)
+                b2bua.connect(call, chosen, now=now, ring_timeout=step.number)
+            elif what == "add" and call.state is CallState.CONNECTING:
+                b2bua.connect(call, chosen[:1], now=now, ring_timeout=step.number, add=True)
+            elif what == "answer":
+                b2bua.answer(call, sdp("moh", host=SWITCH[0]), now=now)
+            elif what == "reject":
+                b2bua.reject(call, 486, now=now)
+            elif what == "hangup":
+                b2bua.hangup(call, now=now)
+            elif what == "stop":
+                b2bua.stop_connecting(call, now=now)
+            elif what == "reoffer":
+                b2bua.reoffer(call, "a" if step.number < 10 else "b", sdp("resume", host=SWITCH[0]), now=now)
+        elif kind in ("ring", "answer", "refuse"):
+            # The callee legs still ringing, the newest first.
+            ringing = [(p, leg) for p, leg in reversed(self.callee_legs) if leg.state in UNANSWERED]
+            if step.index < len(ringing):
+                phone, leg = ringing[step.index]
+                if kind == "ring":
+                    early = ANSWER if step.number == 183 else None
+                    phone.layer.provisional(leg, int(step.number), sdp=early, now=now)
+                elif kind == "answer":
+                    phone.layer.accept(leg, ANSWER, now=now)
+                else:
+                    phone.layer.reject(leg, int(step.number), now=now)
+        elif kind == "cancel":
+            callers = [(p, leg) for p, leg in self.phone_legs if leg.role == "uac"]
+            if step.index < len(callers):
+                phone, leg = callers[step.index]
+                phone.layer.cancel(leg, now=now)
+        elif kind == "phone" and step.index < len(self.phone_legs):
+            self._phone_action(*self.phone_legs[step.index], PHONE_ACTIONS[step.pick], int(step.number))
+        elif kind == "lose":
+            parties = ["alice", "carol", "bob1", "bob2"]
+            party_name = parties[step.pick % 4]
+            self.losing[:] = [
+                int(step.number),
+                ("switch", party_name) if step.pick < 4 else (party_name, "switch"),
+            ]
+        elif kind == "pump":
+            net.pump()
+        elif kind == "advance":
+            net.run_until(now + step.number)
+        net.pump()
+        self.collect()
+
+    def _phone_action(self, phone: Phone, leg: Leg, action: str, number: int) -> None:
+        layer = phone.layer
+        now = self.net.now
+        over = leg.state in (LegState.TERMINATING, LegState.TERMINATED)
+        if action == "bye" and (
+            over or not (leg.role == "uas" and leg.state in (LegState.INCOMING, LegState.EARLY))
+        ):
+            layer.bye(leg, now=now)
+        elif action == "reinvite" and (over or (leg.state is LegState.CONFIRMED and not leg.negotiating)):
+            layer.reinvite(leg, HOLD if number % 2 else None, now=now)
+        elif action == "update" and (over or (leg.state is LegState.CONFIRMED and not leg.negotiating)):
+            layer.update(leg, HOLD, now=now)
+        elif action == "respond":
+            method = self.pending.pop(id(leg), None)
+            status = 488 if number == 5 else 200
+            if method == "INVITE":
+                layer.answer_reinvite(leg, sdp=HELD, status=status, now=now)
+            elif method == "UPDATE":
+                layer.answer_update(leg, sdp=HELD, status=status, now=now)
+        elif action == "info" and (over or leg.state is LegState.CONFIRMED):
+            layer.info(leg, "application/dtmf-relay", f"Signal={number}\r\n".encode(), now=now)
+        elif action == "ack" and leg._ack_pending is not None:
+            layer.ack(leg, HELD, now=now)
+
+    def finish(self) -> None:
+        """Stop losing messages and let the timers run; then the switch hangs up every call it still
+        has, and that alone must end every phone's leg. Then every timer fires and nothing is left."""
+        net = self.net
+        self.losing[0] = 0
+        for _ in range(3):
+            net.run_until(net.now + 40.0)  # longer than any transaction timer (64*T1)
+            self.collect()
+            for call in list(net.b2bua.calls.values()):
+                net.b2bua.hangup(call, now=net.now)
+            net.pump()
+            self.collect()
+        assert net.b2bua.calls == {}
+        live = [(p.name, leg) for p in (*self.callers, *self.callees) for leg in p.layer.legs()]
+        assert live == [], "phone legs the switch left behind"
+        net.quiet()
+        self.collect()
+        for call in self.calls:
+            assert self.ended.get(call.id) == 1, call
+            assert call.state is CallState.ENDED
+        assert not [e for e in net.all_events if isinstance(e, CallEnded) and e.call not in self.calls]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=SCRIPTS)
+def test_any_interleaving_ends_with_no_call_leg_or_transaction_left(steps: list[Op]) -> None:
+    note(repr(steps))
+    scenario = Scenario()
+    for step in steps:
+        scenario.apply(step)
+    scenario.finish()
