@@ -10,10 +10,14 @@ from pathlib import Path
 import click
 
 from softswitch import __version__
+from softswitch.cli.acd import agent, reload
 from softswitch.cli.agents import agents
 from softswitch.cli.calls import calls
 from softswitch.cli.common import client_for, config_option, load_or_exit
 from softswitch.cli.output import emit_json
+from softswitch.cli.prompts import prompts
+from softswitch.cli.queues import queues
+from softswitch.cli.simulate import simulate
 from softswitch.config.load import ConfigError, load_settings
 from softswitch.control.client import ControlError
 
@@ -122,3 +126,8 @@ def status(config_path: Path, as_json: bool) -> None:
 
 main.add_command(agents)
 main.add_command(calls)
+main.add_command(agent)
+main.add_command(reload)
+main.add_command(prompts)
+main.add_command(queues)
+main.add_command(simulate)

@@ -24,6 +24,7 @@ import heapq
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
@@ -230,8 +231,15 @@ def load_report(
 
 def report_for_settings(settings: Settings, *, since: float | None, until: float) -> Report:
     """The report for a configuration: its database, its queues' service levels, its queues and agents."""
+    from sqlalchemy.engine import make_url
+
     from softswitch.store.db import SchemaError, check_schema, make_engine
 
+    url = make_url(settings.server.database)
+    database = url.database or ""
+    on_disk = database not in ("", ":memory:") and not database.startswith("file:")
+    if url.get_backend_name() == "sqlite" and on_disk and not Path(database).expanduser().exists():
+        raise ReportError(f"no statistics yet: {database} does not exist (the switch has not run)")
     engine = make_engine(settings.server.database)
     try:
         try:
