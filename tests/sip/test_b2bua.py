@@ -7,6 +7,7 @@ Each phone is a real Endpoint + InviteLayer the test scripts; the switch is an E
 
 from __future__ import annotations
 
+import random
 from typing import NamedTuple
 
 import pytest
@@ -86,6 +87,13 @@ def bridged(net: Net, caller: Phone, callee: Phone) -> tuple[Leg, Call, Leg]:
     assert net.take() == []
     assert call.state is CallState.BRIDGED
     return a_leg, call, b_leg
+
+
+class LastChoice(random.Random):
+    """An rng whose `randint` always picks the upper bound (the longest §14.1 retry delay)."""
+
+    def randint(self, a: int, b: int) -> int:
+        return b
 
 
 def ended(net: Net, call: Call) -> CallEnded:
@@ -450,11 +458,12 @@ def test_reinvite_before_the_other_leg_acked_our_2xx_gets_491() -> None:
     assert call.state is CallState.BRIDGED and call.leg_a.negotiating
     bob.take()
     net.hooks.calls.clear()
+    bob.layer.rng = LastChoice()  # bob retries after 491 at the end of §14.1's window: 2 s
     bob.layer.reinvite(b_leg, HELD, now=net.now)
     net.pump()
     assert net.hooks.calls == []
     assert len(net.responses("switch", "bob", 491)) == 1
-    net.run_until(net.now + 10.0)  # the 2xx retransmission brings the ACK; bob's retry goes through
+    net.run_until(net.now + 10.0)  # the 2xx retransmission at 0.5 s brings the ACK; bob's retry goes through
     assert net.hooks.names() == ["offer_for_other"]
     assert alice.take()[-1].sdp == net.hooks.made["offer_for_other"][0]  # type: ignore[union-attr]
 

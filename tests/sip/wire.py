@@ -13,6 +13,7 @@ The h11 `ConnectionPair` / aioquic `client_and_server()` idea of style 9.17, for
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -247,6 +248,7 @@ class Net:
             domain=DOMAIN,
             public_number=public_number,
         )
+        self.b2bua.invites.rng = random.Random(1)  # the §14.1 retry delays, the same on every run
         self.endpoint.usage = self.b2bua
         self.on_event = on_event
         self.phones: dict[tuple[str, int], Phone] = {}
@@ -258,7 +260,7 @@ class Net:
 
     def phone(self, name: str, host: str, port: int = 5060) -> Phone:
         endpoint = _endpoint(f"{name}.example", host, self.timers)
-        layer = InviteLayer(endpoint, timers=self.timers)
+        layer = InviteLayer(endpoint, timers=self.timers, rng=random.Random(name))
         endpoint.usage = layer
         phone = Phone(self, name, (host, port), endpoint, layer)
         self.phones[phone.address] = phone
