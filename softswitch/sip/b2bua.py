@@ -372,7 +372,8 @@ class B2bua:
             call.state = CallState.CONNECTING
         elif call.state is CallState.ANSWERED:
             call.state = CallState.CONNECTING
-        if not add or not call.forks:
+        ringing = bool(call.forks)  # forks already out: `add` joins them and their deadline
+        if not add or not ringing:
             call.fork_statuses = []
         from_uri = from_uri or f"sip:{call.caller_number}@{self.domain}"
         from_display = from_display if from_display is not None else call.caller_name
@@ -390,7 +391,7 @@ class B2bua:
             leg.user_data = call
             call.forks[leg] = target
         deadline = now + ring_timeout
-        if not add or call.ring_deadline is None or deadline > call.ring_deadline:
+        if not add or not ringing or call.ring_deadline is None or deadline > call.ring_deadline:
             call.ring_deadline = deadline
             heapq.heappush(self._ring_heap, (deadline, next(self._seq), call.id))
         self._drain(now)

@@ -326,6 +326,23 @@ def test_ring_timeout_fails_the_connect_while_the_caller_waits_then_reject_sends
     net.quiet()
 
 
+@pytest.mark.parametrize("add", [False, True])
+def test_the_first_connect_sets_the_ring_deadline_even_with_add(add: bool) -> None:
+    """`add=True` on a call with no fork out (the ACD's first offer) rings for `ring_timeout`, not until
+    the routing safety net's deadline."""
+    net, alice, (bob, carol) = party("bob", "carol")
+    _a_leg, call = incoming(net, alice)
+    net.now = 1.0
+    net.b2bua.connect(call, [bob.target()], now=net.now, ring_timeout=10.0, add=add)
+    net.run_until(5.0)
+    net.b2bua.connect(call, [carol.target()], now=net.now, ring_timeout=3.0, add=True)  # earlier: ignored
+    net.run_until(10.9)
+    assert net.of(ConnectFailed) == []
+    net.run_until(11.0)
+    assert net.one(ConnectFailed).statuses == (480,)
+    assert [e.target.label for e in net.of(ForkFailed)] == ["bob", "carol"]
+
+
 @pytest.mark.parametrize(
     ("statuses", "expected"),
     [
