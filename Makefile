@@ -36,6 +36,7 @@ run: setup
 
 test: setup-test
 	$(PY) -m ruff check softswitch tests bench
+	$(PY) -m softswitch prompts --config $(CONFIG) --if-missing
 	$(PY) -m pytest -q
 
 bench: setup-test

@@ -26,13 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from softswitch import __version__
-from softswitch.acd import AcdEngine, AgentConfig, AgentStateChanged, QueueConfig, QueueEvent
+from softswitch.acd import AcdEngine, AgentConfig, QueueConfig
 from softswitch.callflow import AcdRecord, CallFlow, CallLogged, CallRecordReady, Directory, Route, UserInfo
 from softswitch.config.schema import Settings
+from softswitch.control.reports import store_records
 from softswitch.media.player import Sound, SoundFileError, load_sound
 from softswitch.media.relay import Leg, RelayEvent, RelaySession
 from softswitch.media.ticker import Ticker
 from softswitch.media.udp import MediaSockets, RelayRunner, RtpPortAllocator
+from softswitch.prompts import PromptLibrary, feature_prompt, timeout_prompt
 from softswitch.sip.auth import DigestAuthenticator
 from softswitch.sip.b2bua import B2bua, Call
 from softswitch.sip.endpoint import (
@@ -54,6 +56,7 @@ from softswitch.sip.registrar import RegistrarPolicy
 from softswitch.sip.timers import TimerValues
 from softswitch.sip.transport import ListenAddress, SipTransport
 from softswitch.sip.uri import parse_uri
+from softswitch.store.acd import latest_agent_states, save_agent_states, save_queue_events
 from softswitch.store.bindings import delete_expired, load_bindings, replace_many
 from softswitch.store.cdrs import save_call
 from softswitch.store.db import make_engine, migrate
@@ -270,12 +273,14 @@ class AppSounds:
             return []
         return [s for s in (self.prompt(n) for n in self._library.wait_phrase(seconds)) if s is not None]
 
+    def feature(self, action: str, ack: str) -> Sound | None:
+        return self.prompt(feature_prompt(action, ack))
+
+    def goodbye(self, reason: str, to: str | None) -> Sound | None:
+        return self.prompt(timeout_prompt(reason, to))
+
 
 def _prompt_library(directory: Path) -> Any:
-    try:
-        from softswitch.prompts import PromptLibrary
-    except ImportError:
-        return None
     try:
         return PromptLibrary.load(directory)
     except Exception as exc:  # prompts not generated yet: queues still work, without spoken positions
@@ -756,20 +761,14 @@ class App:
     async def _restore_agents(self) -> None:
         """After a restart, agents are back in the state they last had (logged out, paused ...). An agent
         with no history starts logged in (like a static queue member), so a fresh install takes calls."""
-        last: dict[str, Any] = {}
-        try:
-            from softswitch.store.acd import load_agent_states
 
-            def read() -> list[Any]:
-                from sqlalchemy.orm import Session
+        def read() -> dict[str, Any]:
+            from sqlalchemy.orm import Session
 
-                with Session(self.engine) as session:
-                    return list(load_agent_states(session, since=None, until=None))
+            with Session(self.engine) as session:
+                return latest_agent_states(session)
 
-            for row in await asyncio.to_thread(read):
-                last[row.agent] = row
-        except ImportError:
-            pass
+        last = await asyncio.to_thread(read)
         now = self._now()
         for agent in self.settings.agents:
             row = last.get(agent.id)
@@ -788,32 +787,8 @@ class App:
         records, self._acd_records = self._acd_records, []
         if not records or self.writer is None:
             return
-        offset = self.wall_offset
-        try:
-            from softswitch.store.acd import save_agent_states, save_queue_events
-            from softswitch.store.records import AgentStateRecord, QueueEventRecord
-        except ImportError:
-            return
-        events = [
-            QueueEventRecord(
-                at=r.at + offset,
-                kind=str(r.kind),
-                queue=r.queue,
-                call=r.call,
-                agent=r.agent,
-                position=r.position,
-                wait=r.wait,
-                duration=r.duration,
-                detail=r.detail,
-            )
-            for r in records
-            if isinstance(r, QueueEvent)
-        ]
-        states = [
-            AgentStateRecord(at=r.at + offset, agent=r.agent, old=str(r.old), new=str(r.new), reason=r.reason)
-            for r in records
-            if isinstance(r, AgentStateChanged)
-        ]
+        # the offset stays fixed for the life of the process, so order and durations survive
+        events, states = store_records(records, offset=self.wall_offset)
 
         def job(session: Any) -> None:
             if events:

@@ -33,7 +33,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Protocol
+from typing import Literal, Protocol
 
 from softswitch.acd import (
     AcdEngine,
@@ -195,6 +195,13 @@ class Sounds(Protocol):
     def prompt(self, name: str) -> Sound | None: ...
     def position(self, position: int) -> list[Sound]: ...
     def wait(self, seconds: float | None) -> list[Sound]: ...
+    def feature(self, action: str, ack: str) -> Sound | None:
+        """The confirmation of a feature code (`ack` is the engine's answer)."""
+        ...
+
+    def goodbye(self, reason: str, to: str | None) -> Sound | None:
+        """What a caller hears when the queue lets go of the call."""
+        ...
 
 
 class Locations(Protocol):
@@ -659,6 +666,9 @@ class CallFlow:
         if route is None:
             self._goodbye(state, reason, now)
             return
+        sound = self.sounds.goodbye(reason, target) if self.sounds is not None else None
+        if sound is not None:
+            self._play(state, [sound], now, then_music=False)  # "transferring"
         if route.kind == "queue":
             self._enter_queue(state, route.target, now)
             return
@@ -669,13 +679,13 @@ class CallFlow:
         state.route = route
         self._ring_user(state, user, now)
 
-    def _goodbye(self, state: _CallState, cause: str, now: float, *, prompt: str = "no-agents") -> None:
+    def _goodbye(self, state: _CallState, cause: str, now: float) -> None:
         """Tell an answered caller we are sorry and hang up when the prompt has played."""
         call = state.call
         if not call.a_answered:
             self._b2bua().reject(call, 480, now=now, cause=cause)
             return
-        sound = self.sounds.prompt(prompt) if self.sounds is not None else None
+        sound = self.sounds.goodbye(cause, None) if self.sounds is not None else None
         state.detail = cause
         if sound is not None and state.session is not None:
             self._play(state, [sound], now, then_music=False)
@@ -689,20 +699,6 @@ class CallFlow:
 
     # -- feature codes -------------------------------------------------------------------------------------
 
-    _FEATURE_PROMPTS: ClassVar[dict[tuple[str, Ack], str]] = {
-        ("login", Ack.DONE): "agent-logged-in",
-        ("login", Ack.NO_CHANGE): "agent-logged-in",
-        ("logout", Ack.DONE): "agent-logged-out",
-        ("logout", Ack.PENDING): "agent-logged-out",
-        ("logout", Ack.NO_CHANGE): "agent-logged-out",
-        ("pause", Ack.DONE): "agent-paused",
-        ("pause", Ack.NO_CHANGE): "agent-paused",
-        ("resume", Ack.DONE): "agent-resumed",
-        ("resume", Ack.NO_CHANGE): "agent-resumed",
-        ("end_wrap_up", Ack.DONE): "agent-wrap-up-ended",
-        ("end_wrap_up", Ack.NO_CHANGE): "agent-wrap-up-ended",
-    }
-
     def _feature(self, state: _CallState, route: Route, now: float) -> None:
         call = state.call
         agent = call.caller_user
@@ -715,8 +711,7 @@ class CallFlow:
         self._log("feature", call, agent=agent, feature=route.target, ack=ack.value)
         if not self._answer_caller(state, now):
             return
-        prompt = self._FEATURE_PROMPTS.get((route.target, ack), "invalid-code")
-        sound = self.sounds.prompt(prompt) if self.sounds is not None else None
+        sound = self.sounds.feature(route.target, ack.value) if self.sounds is not None else None
         if sound is None:
             sound = render((880.0,), ((100, 60),) * 3, name="confirmation")  # three short blips
         state.detail = f"feature {route.target}: {ack.value}"
