@@ -180,16 +180,20 @@ class FakeAuthorizer:
 @dataclass
 class FakeHooks:
     """Records every hook call as (name, side, sdp in) and answers with `sdp("<name> <n>")`, a body that
-    says which hook made it. `refuse[name]` makes that hook raise the MediaRefused given."""
+    says which hook made it. `refuse[name]` makes that hook raise the MediaRefused given; the hooks named
+    in `none` return None (a delayed offer passed through)."""
 
     calls: list[tuple[str, Side | None, bytes | None]] = field(default_factory=list)
     made: dict[str, list[bytes]] = field(default_factory=dict)
     refuse: dict[str, MediaRefused] = field(default_factory=dict)
+    none: set[str] = field(default_factory=set)
 
-    def _hook(self, name: str, side: Side | None, body: bytes | None) -> bytes:
+    def _hook(self, name: str, side: Side | None, body: bytes | None) -> bytes | None:
         self.calls.append((name, side, body))
         if name in self.refuse:
             raise self.refuse[name]
+        if name in self.none:
+            return None
         made = self.made.setdefault(name, [])
         out = sdp(f"{name} {len(made) + 1}", host=SWITCH[0], port=40000)
         made.append(out)
