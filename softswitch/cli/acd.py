@@ -9,7 +9,6 @@ is not running.
 
 from __future__ import annotations
 
-import json
 import sys
 import urllib.error
 import urllib.parse
@@ -56,29 +55,9 @@ def request_json(
     *,
     timeout: float | None = None,
 ) -> tuple[int, Any]:
-    """(HTTP status, JSON body) of a control API request, error answers included: `ControlClient` keeps
-    only an error's "error" text, and `reload` needs its "issues". Raises `ServerDown` when nothing
-    answers."""
-    try:
-        token = client.token_file.read_text().strip()
-    except FileNotFoundError:
-        raise ServerDown(f"no control token at {client.token_file} (is the switch running?)") from None
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(client.base + path, data=data, method=method)
-    request.add_header("Authorization", f"Bearer {token}")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout or client.timeout) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        try:
-            payload = json.loads(exc.read() or b"null")
-        except ValueError:
-            payload = None
-        return exc.code, payload
-    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-        raise ServerDown(f"the switch is not answering on {client.base} ({exc})") from None
+    """(HTTP status, JSON body) of a control API request, error answers included (see
+    `ControlClient.exchange`)."""
+    return client.exchange(method, path, body, timeout=timeout)
 
 
 def _fail(message: str) -> None:

@@ -18,7 +18,6 @@ from softswitch.cli.output import emit_json
 from softswitch.cli.prompts import prompts
 from softswitch.cli.queues import queues
 from softswitch.cli.simulate import simulate
-from softswitch.config.load import ConfigError, load_settings
 from softswitch.control.client import ControlError
 
 __all__ = ["main"]
@@ -64,14 +63,7 @@ def config_group() -> None:
 @config_option
 def config_check(config_path: Path) -> None:
     """Validate the YAML; on error print file:line:key for each problem and exit 1."""
-    try:
-        settings = load_settings(config_path)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(1)
-    except FileNotFoundError:
-        click.echo(f"{config_path}: no such file", err=True)
-        sys.exit(1)
+    settings = load_or_exit(config_path)
     for warning in settings.warnings():
         click.echo(f"warning: {warning}", err=True)
     click.echo(

@@ -31,23 +31,35 @@ class ControlClient:
         except FileNotFoundError:
             raise ServerDown(f"no control token at {self.token_file} (is the switch running?)") from None
 
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def exchange(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> tuple[int, Any]:
+        """(HTTP status, JSON body) of a request, error answers included (a refused reload's "issues" are in
+        its body). Raises `ServerDown` when nothing answers."""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.base + path, data=data, method=method)
         req.add_header("Authorization", f"Bearer {self._token()}")
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as response:
-                return json.loads(response.read() or b"null")
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as response:
+                return response.status, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
             try:
-                detail = json.loads(exc.read()).get("error", exc.reason)
-            except Exception:
-                detail = exc.reason
-            raise ControlError(f"{exc.code}: {detail}") from None
+                payload = json.loads(exc.read() or b"null")
+            except ValueError:
+                payload = None
+            return exc.code, payload
         except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
             raise ServerDown(f"the switch is not answering on {self.base} ({exc})") from None
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """The JSON body of a successful request; `ControlError` for an error answer."""
+        status, payload = self.exchange(method, path, body)
+        if status >= 400:
+            detail = payload.get("error") if isinstance(payload, dict) else None
+            raise ControlError(f"{status}: {detail or 'error'}")
+        return payload
 
     def get(self, path: str) -> Any:
         return self.request("GET", path)
