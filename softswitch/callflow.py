@@ -263,6 +263,7 @@ class _CallState:
     answered_locally: bool = False  # the switch answered the caller (queue, feature code, prompt)
     direct_agents: set[str] = field(default_factory=set)  # agents on this call outside any queue
     ends_at: float | None = None  # hang up then (after a goodbye or confirmation prompt)
+    end_status: int | None = None  # the final status the caller got, when the call was refused
 
 
 class CallFlow:
@@ -348,8 +349,8 @@ class CallFlow:
                 self._connect_failed(call, status, reason, now)
             case CallDtmf(call=call, side=side, digit=digit):
                 self._dtmf(call, side, digit, "info", now)
-            case CallEnded(call=call):
-                self._ended(call, now)
+            case CallEnded(call=call, status=status):
+                self._ended(call, status, now)
         self._run_acd(now)
 
     def _b2bua(self) -> B2bua:
@@ -423,6 +424,8 @@ class CallFlow:
             if attempt.leg is call.leg_b:
                 attempt.answered_at = now
                 attempt.status = 200
+            elif attempt.ended_at is None and attempt.answered_at is None:
+                attempt.ended_at = now  # cancelled: answered elsewhere
         if state.answered_locally and sdp is not None and call.leg_b is not None:
             # The switch answered the caller earlier: the agent's answer is the B side of the relay.
             try:
@@ -886,6 +889,8 @@ class CallFlow:
                 self._dtmf(state.call, "a" if leg is Leg.A else "b", digit, "rfc4733", now)
                 self._run_acd(now)
             case MediaTimeout(leg=leg):
+                if state.media_timeout_leg is not None or state.call.state is CallState.ENDED:
+                    return  # the other leg fell silent in the same tick: the first culprit stands
                 who = "caller" if leg is Leg.A else "callee"
                 state.media_timeout_leg = leg
                 state.detail = f"{event.reason}: the {who}'s phone stopped sending media"
@@ -916,10 +921,11 @@ class CallFlow:
 
     # -- the end -------------------------------------------------------------------------------------------
 
-    def _ended(self, call: Call, now: float) -> None:
+    def _ended(self, call: Call, status: int | None, now: float) -> None:
         state = self._calls.pop(call.id, None)
         if state is None:
             return
+        state.end_status = status
         if state.in_acd and self.acd is not None:
             if call.ended_by == "callee":
                 self.acd.call_ended(call.id, by="agent", now=now)
@@ -942,7 +948,7 @@ class CallFlow:
         call = state.call
         wall = self.wall_offset
         answered = call.answered_at is not None and call.target is not None
-        status = None if answered else _end_status(call)
+        status = None if answered else _end_status(call, state.end_status)
         return CallRecord(
             call_id=call.id,
             sip_call_id=call.leg_a.call_id,
@@ -983,7 +989,7 @@ class CallFlow:
                 started_at=call.created_at + wall,
                 answered_at=None if call.answered_at is None else call.answered_at + wall,
                 ended_at=end,
-                status=200 if call.a_answered else _end_status(call),
+                status=200 if call.a_answered else _end_status(call, state.end_status),
                 codec=state.codec,
                 rx_packets=a_stats.packets if a_stats else 0,
                 rx_lost=max(0, a_stats.lost) if a_stats else 0,
@@ -1065,9 +1071,13 @@ def _first_codec(sdp: SessionDescription) -> str | None:
     return None
 
 
-def _end_status(call: Call) -> int | None:
+def _end_status(call: Call, given: int | None) -> int | None:
+    """The final status the caller got: 487 when it cancelled, else what the switch answered, else the
+    best of the forks' failures."""
     if call.end_cause == "cancelled":
         return 487
+    if given is not None:
+        return given
     statuses = call.fork_statuses
     if statuses:
         return best_failure(list(statuses))

@@ -556,11 +556,6 @@ def test_a_media_timeout_hangs_up_with_a_sentence_that_says_why() -> None:
     net.quiet()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="callflow bug: when both legs time out in one relay tick, the second MediaTimeout overwrites "
-    "CallRecord.detail after the first hung up: detail blames the callee while hangup_by says caller",
-)
 def test_when_both_legs_time_out_the_record_names_one_culprit() -> None:
     sw = switch()
     answered_call(sw, at=100.0)
