@@ -284,11 +284,6 @@ def test_routes_that_are_refused(
     assert record.hangup_by == "switch" and record.agent is None and record.answered_at is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="callflow bug: _end_status() ignores CallEnded.status, so a call refused by routing "
-    "(404/480/486) gets CallRecord.status None and leg a status None instead of the status the caller got",
-)
 @pytest.mark.parametrize(("number", "status"), [("1003", 404), ("1009", 480), ("1001", 486)])
 def test_the_record_of_a_refused_call_keeps_the_status_the_caller_got(number: str, status: int) -> None:
     sw = switch()
@@ -488,11 +483,6 @@ def test_a_forked_call_records_every_attempt() -> None:
     assert ready.call.agent == "bob" and ready.call.disposition == "answered"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="callflow bug: a fork cancelled because another answered keeps ended_at None, so its leg "
-    "record ends when the whole call ends (70) instead of when it was cancelled (52)",
-)
 def test_a_cancelled_forks_record_ends_when_it_was_cancelled() -> None:
     sw = switch(bob_phones=2)
     net, bob, bob1 = sw.net, sw.phones["bob"], sw.phones["bob1"]
