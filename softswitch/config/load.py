@@ -6,6 +6,13 @@ constructed into plain Python data and validated by pydantic. Each pydantic erro
 the key's own position for a key that is present, the enclosing mapping for a key that is missing.
 Problems found by one model-level check are unpacked from `schema.LocatedErrors` so each gets its own key.
 
+All at once: pydantic runs a model's cross-field checks (duplicate numbers, unknown overflow targets, relax
+steps ...) only when every field of that model validated, so one misspelt key would hide a duplicate
+extension until it was fixed. When validation fails, the loader also runs those same checks on the data
+through `schema.cross_field_issues`, which reads each field with its own validation and leaves out what
+it cannot read (see the schema module docstring); the two lists are merged without duplicates and
+sorted by line. YAML syntax errors stop everything, since there is no data to check.
+
 Also reported: YAML syntax errors (with PyYAML's position), keys repeated in one mapping (PyYAML would
 silently keep the last), an empty file or a top level that is not a mapping.
 
@@ -27,7 +34,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from softswitch.config.schema import Loc, LocatedErrors, Settings, format_loc
+from softswitch.config.schema import Loc, LocatedErrors, Settings, cross_field_issues, format_loc
 
 __all__ = ["ConfigError", "ConfigIssue", "load_settings", "parse_settings"]
 
@@ -107,8 +114,14 @@ def parse_settings(text: str, filename: str) -> Settings:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         issues.extend(_validation_issues(filename, root, exc))
+        # Pydantic skipped the cross-field checks of every model with an invalid field; run them on the data.
+        issues.extend(
+            _issue_at(filename, root, loc, message, error_type="located")
+            for loc, message in cross_field_issues(data)
+        )
         settings = None
     if issues or settings is None:
+        issues = list(dict.fromkeys(issues))  # a check that failed alone is found both ways
         issues.sort(key=lambda i: (i.line if i.line is not None else 0, i.column or 0))
         raise ConfigError(issues)
     return settings

@@ -11,9 +11,19 @@ and `no` as `false`; those are refused with a hint to quote them instead of bein
 Relative paths (database file, recordings, sounds, TLS files) are relative to the working directory the
 switch is started in: the repository root for `make run`.
 
-Checks that look at one value or one entry run first; cross-references between entries (duplicate
-numbers, overflow targets, DID targets, supervisor teams) run once every entry is valid on its own, like a
-compiler that reports syntax errors before semantic ones.
+Checks that involve several fields or entries (T2 >= T1, relax steps, duplicate numbers and ids, overflow
+and DID targets, supervisor teams, overflow loops) are each written once, as a model's `_checks` method.
+Pydantic runs them in an after-validator, which it skips when any field of that model (or below it) is
+invalid; so that `config check` still reports every problem in one run, `cross_field_issues` runs the same
+methods on a `RawView` of the unvalidated data. A view reads each field with that field's own validation
+(the same value, normalised, that the model would hold); a nested model or a tuple of models that fails is
+viewed in turn, entry by entry, so an agent with a bad skill level still has its id, extension and team.
+A field that is missing or invalid raises `Unknown`, and the check that read it is skipped for that entry:
+no report rather than a wrong one. A check against a whole list (does this overflow target, DID target or
+team exist) is skipped while any entry of that list is unreadable, since the missing entry may be the one
+named. For that reason no model uses `field_validator`: every field's validation lives in its annotation,
+where a view finds it. Left out: mappings and tuples of plain values are read whole, so one bad DID or
+queue number leaves the other entries of that field unchecked until it is fixed.
 
 Digest HA1 values (RFC 7616 §3.4.2; RFC 8760 for SHA-256): HA1 = H(username ":" realm ":" password), with
 the realm being `server.domain`.
@@ -21,14 +31,19 @@ the realm being `server.domain`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
 import re
+import types
+import typing
 import zoneinfo
 from collections.abc import Iterator, Mapping
+from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, Self, Union, cast
 
 from pydantic import (
     AfterValidator,
@@ -38,7 +53,8 @@ from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
-    field_validator,
+    TypeAdapter,
+    ValidationError,
     model_serializer,
     model_validator,
 )
@@ -54,6 +70,7 @@ __all__ = [
     "LocatedErrors",
     "OverflowSettings",
     "QueueSettings",
+    "RawView",
     "RecordSettings",
     "RegistrarSettings",
     "RelaxStep",
@@ -65,6 +82,8 @@ __all__ = [
     "TlsSettings",
     "TrunkMatch",
     "TrunkSettings",
+    "Unknown",
+    "cross_field_issues",
     "digest_ha1",
 ]
 
@@ -252,6 +271,136 @@ def _format_host_port(host: str, port: int) -> str:
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
+    def _checks(self) -> Iterator[tuple[Loc, str]]:
+        """Problems involving several fields, each at a key path below this model.
+
+        `self` may be a `RawView` of data that did not validate: reading a field may raise `Unknown`, which
+        skips the rest of the check it interrupts (wrap independent checks in `suppress(Unknown)`).
+        """
+        return iter(())
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> Self:
+        issues = _run_checks(type(self), self)
+        if issues:
+            raise LocatedErrors(issues)
+        return self
+
+
+# --------------------------------------------------------------------------------------------------------
+# Reading data that did not validate, for the cross-field checks
+
+
+class Unknown(Exception):
+    """A field a check needs is missing or invalid in the data (see `RawView`)."""
+
+
+class RawView:
+    """Unvalidated data of one model, read field by field with each field's own validation.
+
+    `view.name` is the value `model.name` would have (its default when absent). When the field does not
+    validate: a nested model is viewed in turn, a tuple of models becomes a tuple of validated entries and
+    views, and anything else raises `Unknown`, as does data that is not a mapping at all, a missing required
+    field, and any missing field of a mapping with an unknown key (which may be that field misspelt).
+    """
+
+    __slots__ = ("_cache", "data", "model")
+
+    def __init__(self, model: type[_Model], data: object) -> None:
+        self.model = model
+        self.data = data
+        self._cache: dict[str, object] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name not in self.model.model_fields:
+            raise AttributeError(f"{self.model.__name__} has no field {name!r}")
+        if name not in self._cache:
+            self._cache[name] = self._read(name)
+        value = self._cache[name]
+        if value is _UNKNOWN:
+            raise Unknown(name)
+        return value
+
+    def _read(self, name: str) -> object:
+        field = self.model.model_fields[name]
+        if not isinstance(self.data, Mapping):
+            return _UNKNOWN
+        if name not in self.data:
+            # With a misspelt key around (pasword:), an absent field may be the one meant: unknown.
+            if field.is_required() or any(key not in self.model.model_fields for key in self.data):
+                return _UNKNOWN
+            return field.get_default(call_default_factory=True)
+        raw = self.data[name]
+        try:
+            return _field_adapter(self.model, name).validate_python(raw)
+        except ValidationError:
+            pass
+        inner = _model_in(field.annotation)
+        if inner is not None:
+            return RawView(inner, raw)
+        entry = _tuple_of_models(field.annotation)
+        if entry is not None and isinstance(raw, list | tuple):
+            return tuple(_validate_or_view(entry, item) for item in raw)
+        return _UNKNOWN
+
+
+_UNKNOWN: Final = object()
+
+
+@functools.cache
+def _field_adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
+    field = model.model_fields[name]
+    return TypeAdapter(Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation)
+
+
+def _model_in(annotation: Any) -> type[_Model] | None:
+    """The model in `Model` or `Model | None`."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]
+    return annotation if isinstance(annotation, type) and issubclass(annotation, _Model) else None
+
+
+def _tuple_of_models(annotation: Any) -> type[_Model] | None:
+    """The model in `tuple[Model, ...]`."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return _model_in(args[0])
+    return None
+
+
+def _validate_or_view(model: type[_Model], data: object) -> _Model | RawView:
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        return RawView(model, data)
+
+
+def _run_checks(model: type[_Model], subject: _Model | RawView) -> list[tuple[Loc, str]]:
+    issues: list[tuple[Loc, str]] = []
+    with suppress(Unknown):
+        for issue in model._checks(cast(Any, subject)):
+            issues.append(issue)
+    return issues
+
+
+def _view_issues(view: RawView, loc: Loc) -> list[tuple[Loc, str]]:
+    issues = [((*loc, *sub), message) for sub, message in _run_checks(view.model, view)]
+    if not isinstance(view.data, Mapping):
+        return issues
+    for name in view.model.model_fields:
+        try:
+            value = getattr(view, name)
+        except Unknown:
+            continue
+        if isinstance(value, RawView):
+            issues.extend(_view_issues(value, (*loc, name)))
+        elif isinstance(value, tuple):
+            for i, item in enumerate(value):
+                if isinstance(item, RawView):
+                    issues.extend(_view_issues(item, (*loc, name, i)))
+    return issues
+
 
 # --------------------------------------------------------------------------------------------------------
 # server
@@ -348,20 +497,19 @@ def _check_port_range(value: tuple[int, int]) -> tuple[int, int]:
 PortRange = Annotated[tuple[int, int], BeforeValidator(_parse_port_range), AfterValidator(_check_port_range)]
 
 
+def _version_text(value: Any) -> Any:
+    return str(value) if isinstance(value, float) else value  # YAML reads 1.2 as a number
+
+
 class TlsSettings(_Model):
     cert: Path = Field(
         default=Path("var/tls/cert.pem"),
         description="PEM certificate chain for tls:// listeners (`make run` makes a self-signed one).",
     )
     key: Path = Field(default=Path("var/tls/key.pem"), description="PEM private key matching `cert`.")
-    min_version: Literal["1.2", "1.3"] = Field(
+    min_version: Annotated[Literal["1.2", "1.3"], BeforeValidator(_version_text)] = Field(
         default="1.2", description="Oldest TLS version accepted; RFC 8996 deprecates TLS 1.0 and 1.1."
     )
-
-    @field_validator("min_version", mode="before")
-    @classmethod
-    def _version_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, float) else value
 
 
 class LimitSettings(_Model):
@@ -395,11 +543,9 @@ class TimerSettings(_Model):
         default=5.0, description="T4, the longest a message stays in the network, in seconds (RFC 3261: 5 s)."
     )
 
-    @model_validator(mode="after")
-    def _ordered(self) -> TimerSettings:
+    def _checks(self) -> Iterator[tuple[Loc, str]]:
         if self.t2 < self.t1:
-            raise LocatedErrors([(("t2",), f"T2 ({self.t2}) must not be shorter than T1 ({self.t1})")])
-        return self
+            yield ("t2",), f"T2 ({self.t2}) must not be shorter than T1 ({self.t1})"
 
 
 class RegistrarSettings(_Model):
@@ -433,29 +579,29 @@ class RegistrarSettings(_Model):
         description="Seconds to wait for an OPTIONS answer before marking the contact unreachable.",
     )
 
-    @model_validator(mode="after")
-    def _ordered(self) -> RegistrarSettings:
-        issues: list[tuple[Loc, str]] = []
-        if self.min_expires > self.max_expires:
-            issues.append(
-                (
+    def _checks(self) -> Iterator[tuple[Loc, str]]:
+        with suppress(Unknown):
+            if self.min_expires > self.max_expires:
+                yield (
                     ("min_expires",),
                     f"min_expires ({self.min_expires}) exceeds max_expires ({self.max_expires})",
                 )
-            )
-        elif not self.min_expires <= self.default_expires <= self.max_expires:
-            issues.append(
-                (
+            elif not self.min_expires <= self.default_expires <= self.max_expires:
+                yield (
                     ("default_expires",),
                     f"default_expires ({self.default_expires}) must lie between min_expires "
                     f"({self.min_expires}) and max_expires ({self.max_expires})",
                 )
-            )
-        if self.qualify_interval and self.qualify_timeout >= self.qualify_interval:
-            issues.append((("qualify_timeout",), "qualify_timeout must be shorter than qualify_interval"))
-        if issues:
-            raise LocatedErrors(issues)
-        return self
+        with suppress(Unknown):
+            if self.qualify_interval and self.qualify_timeout >= self.qualify_interval:
+                yield ("qualify_timeout",), "qualify_timeout must be shorter than qualify_interval"
+
+
+def _listed_once(value: tuple[str, ...]) -> tuple[str, ...]:
+    for i, item in enumerate(value):
+        if item in value[:i]:
+            raise _error("listed_twice", f"{item} is listed twice")
+    return value
 
 
 class SecuritySettings(_Model):
@@ -475,11 +621,23 @@ class SecuritySettings(_Model):
     # one it supports. Many phones and test tools (sipp 3.6, sipsak) only do MD5 and some give up on the
     # first challenge they cannot use, so MD5 comes first by default; put SHA-256 first (or alone) when
     # every phone supports it.
-    digest_algorithms: tuple[Literal["MD5", "SHA-256"], ...] = Field(
+    digest_algorithms: Annotated[tuple[Literal["MD5", "SHA-256"], ...], AfterValidator(_listed_once)] = Field(
         default=("MD5", "SHA-256"),
         min_length=1,
         description="Digest algorithms offered in 401 challenges, most preferred first (RFC 8760).",
     )
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _check_database_url(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*://.*", value):
+        raise _error(
+            "database_url", f"expected a database URL such as sqlite:///var/softswitch.db, got {value!r}"
+        )
+    return value
 
 
 class ServerSettings(_Model):
@@ -504,7 +662,7 @@ class ServerSettings(_Model):
         default=(20000, 29999),
         description="UDP port range for media, LOW-HIGH; LOW must be even (RTP/RTCP pairs).",
     )
-    database: str = Field(
+    database: Annotated[str, AfterValidator(_check_database_url)] = Field(
         default="sqlite:///var/softswitch.db",
         description="SQLAlchemy database URL: sqlite:///relative/path.db, sqlite:////absolute.db or postgresql://...",
     )
@@ -557,36 +715,18 @@ class ServerSettings(_Model):
     shutdown_grace: float = Field(
         default=5, ge=0, description="Seconds to let calls finish after SIGTERM before hanging them up."
     )
-    log_level: Literal["debug", "info", "warning", "error"] = Field(
+    log_level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = Field(
         default="info", description="Logging level."
     )
 
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _lower(cls, value: Any) -> Any:
-        return value.lower() if isinstance(value, str) else value
-
-    @field_validator("database")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*://.*", value):
-            raise _error(
-                "database_url", f"expected a database URL such as sqlite:///var/softswitch.db, got {value!r}"
-            )
-        return value
-
-    @model_validator(mode="after")
-    def _unique_listeners(self) -> ServerSettings:
+    def _checks(self) -> Iterator[tuple[Loc, str]]:
         seen: dict[tuple[str, str, int], int] = {}
-        issues: list[tuple[Loc, str]] = []
         for i, spec in enumerate(self.listen):
-            key = (spec.transport, spec.host, spec.port)
-            if key in seen:
-                issues.append((("listen", i), f"{spec} is already listed as listen[{seen[key]}]"))
-            seen.setdefault(key, i)
-        if issues:
-            raise LocatedErrors(issues)
-        return self
+            with suppress(Unknown):
+                key = (spec.transport, spec.host, spec.port)
+                if key in seen:
+                    yield ("listen", i), f"{spec} is already listed as listen[{seen[key]}]"
+                seen.setdefault(key, i)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -613,11 +753,9 @@ class _UserSettings(_Model):
         default=None, description="Internal number that rings this person's phones directly; omit for none."
     )
 
-    @model_validator(mode="after")
-    def _has_credentials(self) -> _UserSettings:
+    def _checks(self) -> Iterator[tuple[Loc, str]]:
         if self.password is None and self.ha1_md5 is None and self.ha1_sha256 is None:
-            raise ValueError("give a password, ha1_md5 or ha1_sha256 (at least one is required)")
-        return self
+            yield (), "give a password, ha1_md5 or ha1_sha256 (at least one is required)"
 
     @property
     def display_name(self) -> str:
@@ -695,11 +833,9 @@ class AnnounceSettings(_Model):
     position: bool = Field(default=False, description="Tell callers their position in the queue.")
     prompt: Path | None = Field(default=None, description="WAV file played at each announcement.")
 
-    @model_validator(mode="after")
-    def _says_something(self) -> AnnounceSettings:
+    def _checks(self) -> Iterator[tuple[Loc, str]]:
         if self.every is not None and not self.position and self.prompt is None:
-            raise LocatedErrors([(("every",), "announcements need position: true or a prompt")])
-        return self
+            yield ("every",), "announcements need position: true or a prompt"
 
 
 class RecordSettings(_Model):
@@ -710,13 +846,11 @@ class RecordSettings(_Model):
         default=None, gt=0, le=100, description="With mode sample: share of calls recorded, in percent."
     )
 
-    @model_validator(mode="after")
-    def _percent_with_sample(self) -> RecordSettings:
+    def _checks(self) -> Iterator[tuple[Loc, str]]:
         if self.mode == "sample" and self.percent is None:
-            raise LocatedErrors([(("percent",), "mode sample needs percent (1-100)")])
+            yield ("percent",), "mode sample needs percent (1-100)"
         if self.mode != "sample" and self.percent is not None:
-            raise LocatedErrors([(("percent",), f"percent only applies to mode sample, not {self.mode}")])
-        return self
+            yield ("percent",), f"percent only applies to mode sample, not {self.mode}"
 
 
 DtmfKey = Annotated[
@@ -791,46 +925,47 @@ class QueueSettings(_Model):
         description="Consecutive unanswered offers before an agent is auto-paused; 0 = never.",
     )
 
-    @model_validator(mode="after")
-    def _consistent(self) -> QueueSettings:
-        issues: list[tuple[Loc, str]] = []
-        seen: dict[str, int] = {}
-        for i, number in enumerate(self.numbers):
-            if number in seen:
-                issues.append((("numbers", i), f"{number!r} is already numbers[{seen[number]}]"))
-            seen.setdefault(number, i)
-        previous = 0.0
-        for i, step in enumerate(self.relax):
-            if step.after <= previous:
-                issues.append(
-                    (
+    def _checks(self) -> Iterator[tuple[Loc, str]]:
+        with suppress(Unknown):
+            seen: dict[str, int] = {}
+            for i, number in enumerate(self.numbers):
+                if number in seen:
+                    yield ("numbers", i), f"{number!r} is already numbers[{seen[number]}]"
+                seen.setdefault(number, i)
+        with suppress(Unknown):  # one unreadable step hides the order of the ones after it
+            previous = 0.0
+            for i, step in enumerate(self.relax):
+                if step.after <= previous:
+                    yield (
                         ("relax", i, "after"),
                         f"relax steps must have ascending after ({step.after} <= {previous})",
                     )
-                )
-            previous = max(previous, step.after)
-            for skill, level in step.skills.items():
-                if skill not in self.skills:
-                    known = ", ".join(self.skills) or "none"
-                    issues.append(
-                        (("relax", i, "skills", skill), f"queue does not require {skill!r} (skills: {known})")
-                    )
-                elif level > self.skills[skill]:
-                    issues.append(
-                        (
-                            ("relax", i, "skills", skill),
-                            f"relaxing can only lower {skill!r} below {self.skills[skill]}",
-                        )
-                    )
-        if self.vip_priority is not None and self.vip_priority <= self.priority:
-            issues.append((("vip_priority",), f"vip_priority must exceed priority ({self.priority})"))
-        if self.exit_key is not None and self.exit_to is None:
-            issues.append((("exit_key",), "exit_key needs exit_to, the place callers go when they press it"))
-        if self.overflow is not None and self.overflow.to == self.name:
-            issues.append((("overflow", "to"), "a queue cannot overflow to itself"))
-        if issues:
-            raise LocatedErrors(issues)
-        return self
+                previous = max(previous, step.after)
+        with suppress(Unknown):
+            skills = self.skills
+            for i, step in enumerate(self.relax):
+                with suppress(Unknown):
+                    for skill, level in step.skills.items():
+                        if skill not in skills:
+                            known = ", ".join(skills) or "none"
+                            yield (
+                                ("relax", i, "skills", skill),
+                                f"queue does not require {skill!r} (skills: {known})",
+                            )
+                        elif level > skills[skill]:
+                            yield (
+                                ("relax", i, "skills", skill),
+                                f"relaxing can only lower {skill!r} below {skills[skill]}",
+                            )
+        with suppress(Unknown):
+            if self.vip_priority is not None and self.vip_priority <= self.priority:
+                yield ("vip_priority",), f"vip_priority must exceed priority ({self.priority})"
+        with suppress(Unknown):
+            if self.exit_key is not None and self.exit_to is None:
+                yield ("exit_key",), "exit_key needs exit_to, the place callers go when they press it"
+        with suppress(Unknown):
+            if self.overflow is not None and self.overflow.to == self.name:
+                yield ("overflow", "to"), "a queue cannot overflow to itself"
 
     def priority_for(self, caller_number: str | None) -> int:
         """The priority of a call from `caller_number` (VIP callers get vip_priority)."""
@@ -887,6 +1022,12 @@ class TrunkMatch(_Model):
     )
 
 
+def _upper_each(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return [v.upper() if isinstance(v, str) else v for v in value]
+    return value
+
+
 class TrunkSettings(_Model):
     name: Identifier = Field(description="Trunk name used in logs and call records.")
     match: TrunkMatch = Field(
@@ -896,17 +1037,10 @@ class TrunkSettings(_Model):
         default_factory=dict,
         description="Dialled number (as the carrier sends it) -> extension or queue number.",
     )
-    codecs: tuple[Literal["PCMU", "PCMA"], ...] | None = Field(
+    codecs: Annotated[tuple[Literal["PCMU", "PCMA"], ...] | None, BeforeValidator(_upper_each)] = Field(
         default=None,
         description="Codecs offered to and accepted from this trunk, in order; default PCMU, PCMA.",
     )
-
-    @field_validator("codecs", mode="before")
-    @classmethod
-    def _upper(cls, value: Any) -> Any:
-        if isinstance(value, list | tuple):
-            return [v.upper() if isinstance(v, str) else v for v in value]
-        return value
 
     def matches(self, address: str) -> bool:
         """Whether a request from `address` comes from this trunk."""
@@ -925,17 +1059,15 @@ class FeatureCodes(_Model):
         default="*15", description="Dial to end wrap-up early and become available."
     )
 
-    @model_validator(mode="after")
-    def _prefix_free(self) -> FeatureCodes:
-        codes = self.codes()
-        issues: list[tuple[Loc, str]] = []
+    def _checks(self) -> Iterator[tuple[Loc, str]]:
+        codes: dict[str, str] = {}
+        for name in FeatureCodes.model_fields:
+            with suppress(Unknown):
+                codes[name] = getattr(self, name)
         for name, code in codes.items():
             for other, other_code in codes.items():
                 if name != other and code.startswith(other_code) and (code != other_code or name > other):
-                    issues.append(((name,), f"{code!r} collides with {other} ({other_code!r})"))
-        if issues:
-            raise LocatedErrors(issues)
-        return self
+                    yield (name,), f"{code!r} collides with {other} ({other_code!r})"
 
     def codes(self) -> dict[str, str]:
         return {name: getattr(self, name) for name in type(self).model_fields}
@@ -980,114 +1112,28 @@ class Settings(_Model):
     _credentials: dict[str, tuple[str | None, str | None]] = PrivateAttr(default_factory=dict)
     _domains: frozenset[str] = PrivateAttr(default=frozenset())
 
-    @model_validator(mode="after")
-    def _cross_check(self) -> Settings:
-        issues: list[tuple[Loc, str]] = []
-        users: dict[str, Loc] = {}
-        numbers: dict[str, Loc] = {}
+    def model_post_init(self, context: Any, /) -> None:
+        index = _cross_references(self)
+        entries: dict[str, tuple[AgentSettings | SupervisorSettings | QueueSettings, ...]] = {
+            "agents": self.agents,
+            "supervisors": self.supervisors,
+            "queues": self.queues,
+        }
+        self._users.update({uid: self._person(loc) for uid, loc in index.users.items()})
+        self._queues.update({name: self.queues[i] for name, i in index.queues.items()})
+        self._numbers.update({n: entries[str(o[0])][int(o[1])] for n, (o, _) in index.numbers.items()})
         realm = self.server.domain
-
-        def claim_number(number: str, loc: Loc, target: Target) -> None:
-            if number in numbers:
-                issues.append((loc, f"number {number!r} is already used by {format_loc(numbers[number])}"))
-            else:
-                numbers[number] = loc
-                self._numbers[number] = target
-
-        people: list[tuple[str, int, AgentSettings | SupervisorSettings]] = [
-            ("agents", i, a) for i, a in enumerate(self.agents)
-        ] + [("supervisors", i, s) for i, s in enumerate(self.supervisors)]
-        for section, i, person in people:
-            if person.id in users:
-                issues.append(
-                    (
-                        (section, i, "id"),
-                        f"id {person.id!r} is already used by {format_loc(users[person.id])}",
-                    )
-                )
-            else:
-                users[person.id] = (section, i, "id")
-                self._users[person.id] = person
-            if person.extension is not None:
-                claim_number(person.extension, (section, i, "extension"), person)
-            issues.extend(((section, i, *loc), msg) for loc, msg in _credential_issues(person, realm))
-            self._credentials.setdefault(person.id, _ha1_pair(person, realm))
-
-        for i, queue in enumerate(self.queues):
-            if queue.name in self._queues:
-                first = next(j for j, q in enumerate(self.queues) if q.name == queue.name)
-                issues.append(
-                    (("queues", i, "name"), f"queue name {queue.name!r} is already used by queues[{first}]")
-                )
-            else:
-                self._queues[queue.name] = queue
-            for j, number in enumerate(queue.numbers):
-                claim_number(number, ("queues", i, "numbers", j), queue)
-
-        for i, queue in enumerate(self.queues):
-            if (
-                queue.overflow is not None
-                and queue.overflow.to != queue.name
-                and queue.overflow.to not in self._queues
-            ):
-                issues.append(
-                    (("queues", i, "overflow", "to"), _unknown("queue", queue.overflow.to, self._queues))
-                )
-            if queue.exit_to is not None and self.resolve_target(queue.exit_to) is None:
-                issues.append(
-                    (("queues", i, "exit_to"), f"{queue.exit_to!r} is neither an extension nor a queue")
-                )
-        issues.extend(self._overflow_cycles())
-
-        teams = {a.team for a in self.agents if a.team is not None}
-        for i, supervisor in enumerate(self.supervisors):
-            for j, team in enumerate(supervisor.teams):
-                if team != ALL_TEAMS and team not in teams:
-                    issues.append(
-                        (("supervisors", i, "teams", j), _unknown("team", team, teams, what="no agent is in"))
-                    )
-
-        trunk_names: set[str] = set()
-        for i, trunk in enumerate(self.trunks):
-            if trunk.name in trunk_names:
-                issues.append((("trunks", i, "name"), f"trunk name {trunk.name!r} is used twice"))
-            trunk_names.add(trunk.name)
-            for did, target in trunk.dids.items():
-                if target not in self._numbers:
-                    issues.append(
-                        (("trunks", i, "dids", did), f"target {target!r} is not an extension or queue number")
-                    )
-
+        for loc in index.users.values():
+            person = self._person(loc)
+            self._credentials[person.id] = _ha1_pair(person, realm)
         self._domains = frozenset({self.server.domain, *self.server.aliases})
-        if issues:
-            raise LocatedErrors(issues)
-        return self
 
-    def _overflow_cycles(self) -> list[tuple[Loc, str]]:
-        issues: list[tuple[Loc, str]] = []
-        reported: set[str] = set()
-        for start in self.queues:
-            path = [start.name]
-            current = start
-            while current.overflow is not None and current.overflow.to in self._queues:
-                nxt = current.overflow.to
-                if nxt == current.name:
-                    break
-                if nxt in path:
-                    cycle = path[path.index(nxt) :]
-                    if not reported & set(cycle):
-                        index = next(i for i, q in enumerate(self.queues) if q.name == cycle[-1])
-                        issues.append(
-                            (
-                                ("queues", index, "overflow", "to"),
-                                "overflow loop: " + " -> ".join([*cycle, nxt]),
-                            )
-                        )
-                        reported.update(cycle)
-                    break
-                path.append(nxt)
-                current = self._queues[nxt]
-        return issues
+    def _person(self, loc: Loc) -> AgentSettings | SupervisorSettings:
+        section, i = loc
+        return self.agents[int(i)] if section == "agents" else self.supervisors[int(i)]
+
+    def _checks(self) -> Iterator[tuple[Loc, str]]:
+        yield from _cross_references(self).issues
 
     # ---- lookups used by the rest of the switch
 
@@ -1177,6 +1223,158 @@ def _enumerate_people(settings: Settings) -> Iterator[tuple[Loc, AgentSettings |
         yield ("supervisors", i), supervisor
 
 
+@dataclass(slots=True)
+class _CrossReferences:
+    """Who owns each id, queue name and number (the first entry to claim it), and what is wrong."""
+
+    issues: list[tuple[Loc, str]]
+    users: dict[str, Loc]  # id -> ("agents" | "supervisors", index)
+    queues: dict[str, int]  # queue name -> index in queues
+    numbers: dict[str, tuple[Loc, Loc]]  # number -> (owner ("agents" | ..., index), key path of the claim)
+
+
+def _entries(settings: Any, section: str) -> tuple[Any, ...] | None:
+    try:
+        return tuple(getattr(settings, section))
+    except Unknown:
+        return None
+
+
+def _cross_references(settings: Any) -> _CrossReferences:
+    """The checks between entries of a `Settings`, or of a `RawView` of one (see the module docstring).
+
+    Entries and fields a view cannot read take no part; a check that a name exists (overflow and exit
+    targets, DID targets, supervisor teams) is skipped while any entry that could define it is unreadable.
+    """
+    out = _CrossReferences([], {}, {}, {})
+    issues = out.issues
+    all_numbers = all_queues = all_teams = True
+
+    def claim_number(number: str, owner: Loc, loc: Loc) -> None:
+        if number in out.numbers:
+            issues.append((loc, f"number {number!r} is already used by {format_loc(out.numbers[number][1])}"))
+        else:
+            out.numbers[number] = (owner, loc)
+
+    realm: str | None = None
+    with suppress(Unknown):
+        realm = settings.server.domain
+    teams: set[str] = set()
+    for section in ("agents", "supervisors"):
+        people = _entries(settings, section)
+        if people is None:
+            all_numbers = False
+            all_teams = all_teams and section != "agents"
+            continue
+        for i, person in enumerate(people):
+            with suppress(Unknown):
+                if person.id in out.users:
+                    used = format_loc((*out.users[person.id], "id"))
+                    issues.append(((section, i, "id"), f"id {person.id!r} is already used by {used}"))
+                else:
+                    out.users[person.id] = (section, i)
+            try:
+                if person.extension is not None:
+                    claim_number(person.extension, (section, i), (section, i, "extension"))
+            except Unknown:
+                all_numbers = False
+            if realm is not None:
+                for algorithm in ("md5", "sha256"):
+                    with suppress(Unknown):
+                        issues.extend(
+                            ((section, i, *loc), msg) for loc, msg in _ha1_issue(person, realm, algorithm)
+                        )
+            if section == "agents":
+                try:
+                    if person.team is not None:
+                        teams.add(person.team)
+                except Unknown:
+                    all_teams = False
+
+    queues = _entries(settings, "queues")
+    if queues is None:
+        queues, all_queues, all_numbers = (), False, False
+    for i, queue in enumerate(queues):
+        try:
+            if queue.name in out.queues:
+                first = out.queues[queue.name]
+                issues.append(
+                    (("queues", i, "name"), f"queue name {queue.name!r} is already used by queues[{first}]")
+                )
+            else:
+                out.queues[queue.name] = i
+        except Unknown:
+            all_queues = False
+        try:
+            for j, number in enumerate(queue.numbers):
+                claim_number(number, ("queues", i), ("queues", i, "numbers", j))
+        except Unknown:
+            all_numbers = False
+
+    for i, queue in enumerate(queues if all_queues else ()):
+        with suppress(Unknown):
+            to = queue.overflow.to if queue.overflow is not None else None
+            if to is not None and to != queue.name and to not in out.queues:
+                issues.append((("queues", i, "overflow", "to"), _unknown("queue", to, out.queues)))
+        with suppress(Unknown):
+            exit_to = queue.exit_to
+            if (
+                all_numbers
+                and exit_to is not None
+                and exit_to not in out.numbers
+                and exit_to not in out.queues
+            ):
+                issues.append((("queues", i, "exit_to"), f"{exit_to!r} is neither an extension nor a queue"))
+    issues.extend(_overflow_cycles(queues, out.queues))
+
+    for i, supervisor in enumerate((_entries(settings, "supervisors") or ()) if all_teams else ()):
+        with suppress(Unknown):
+            for j, team in enumerate(supervisor.teams):
+                if team != ALL_TEAMS and team not in teams:
+                    issues.append(
+                        (("supervisors", i, "teams", j), _unknown("team", team, teams, what="no agent is in"))
+                    )
+
+    trunk_names: set[str] = set()
+    for i, trunk in enumerate(_entries(settings, "trunks") or ()):
+        with suppress(Unknown):
+            if trunk.name in trunk_names:
+                issues.append((("trunks", i, "name"), f"trunk name {trunk.name!r} is used twice"))
+            trunk_names.add(trunk.name)
+        with suppress(Unknown):
+            for did, target in trunk.dids.items() if all_numbers else ():
+                if target not in out.numbers:
+                    issues.append(
+                        (("trunks", i, "dids", did), f"target {target!r} is not an extension or queue number")
+                    )
+    return out
+
+
+def _overflow_cycles(queues: tuple[Any, ...], names: dict[str, int]) -> list[tuple[Loc, str]]:
+    """One issue per loop of overflow targets, at the last queue of the loop (reached from the first)."""
+    edges: dict[str, str] = {}
+    for name, i in names.items():
+        with suppress(Unknown):
+            if queues[i].overflow is not None:
+                edges[name] = queues[i].overflow.to
+    issues: list[tuple[Loc, str]] = []
+    reported: set[str] = set()
+    for start in names:
+        path = [start]
+        current = start
+        while (nxt := edges.get(current)) is not None and nxt in names and nxt != current:
+            if nxt in path:
+                cycle = path[path.index(nxt) :]
+                if not reported & set(cycle):
+                    loop = " -> ".join([*cycle, nxt])
+                    issues.append((("queues", names[cycle[-1]], "overflow", "to"), f"overflow loop: {loop}"))
+                    reported.update(cycle)
+                break
+            path.append(nxt)
+            current = nxt
+    return issues
+
+
 def _unknown(
     kind: str, name: str, known: Mapping[str, object] | set[str], *, what: str = "there is no"
 ) -> str:
@@ -1184,18 +1382,17 @@ def _unknown(
     return f"{what} {kind} {name!r} (known: {names})"
 
 
-def _credential_issues(person: AgentSettings | SupervisorSettings, realm: str) -> list[tuple[Loc, str]]:
+def _ha1_issue(person: Any, realm: str, algorithm: Literal["md5", "sha256"]) -> list[tuple[Loc, str]]:
+    """A configured HA1 that does not match the configured password, for one algorithm."""
     if person.password is None:
         return []
-    password = person.password.get_secret_value()
-    issues: list[tuple[Loc, str]] = []
-    if person.ha1_md5 is not None and person.ha1_md5 != digest_ha1("md5", person.id, realm, password):
-        issues.append((("ha1_md5",), f"does not match the password for realm {realm!r}"))
-    if person.ha1_sha256 is not None and person.ha1_sha256 != digest_ha1(
-        "sha256", person.id, realm, password
+    key = f"ha1_{algorithm}"
+    configured = getattr(person, key)
+    if configured is None or configured == digest_ha1(
+        algorithm, person.id, realm, person.password.get_secret_value()
     ):
-        issues.append((("ha1_sha256",), f"does not match the password for realm {realm!r}"))
-    return issues
+        return []
+    return [((key,), f"does not match the password for realm {realm!r}")]
 
 
 def _ha1_pair(person: AgentSettings | SupervisorSettings, realm: str) -> tuple[str | None, str | None]:
@@ -1203,3 +1400,12 @@ def _ha1_pair(person: AgentSettings | SupervisorSettings, realm: str) -> tuple[s
         password = person.password.get_secret_value()
         return digest_ha1("md5", person.id, realm, password), digest_ha1("sha256", person.id, realm, password)
     return person.ha1_md5, person.ha1_sha256
+
+
+def cross_field_issues(data: object) -> list[tuple[Loc, str]]:
+    """The cross-field problems in configuration data that does not validate, read through `RawView`s.
+
+    Pydantic reports a model's `_checks` only when all of the model validates; this finds the ones it left
+    out (and again the ones it did report, so callers merge the two without duplicates).
+    """
+    return _view_issues(RawView(Settings, data), ())

@@ -106,12 +106,6 @@ def test_config_check_prints_every_field_error_at_once(tmp_path: Path) -> None:
     assert "less than or equal to 10" in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="switch bug: cross-reference checks (duplicate extension) run in a pydantic model validator that "
-    "is skipped when any field error exists, so config check reports them only after the other errors "
-    "are fixed (softswitch/config/schema.py Settings validators)",
-)
 def test_config_check_prints_field_and_cross_reference_errors_at_once(tmp_path: Path) -> None:
     path, text = broken(tmp_path, UNKNOWN_KEY, BAD_VALUE, DUPLICATE_EXTENSION)
     result = config_check(path)

@@ -6,6 +6,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from softswitch.config import ConfigError, ConfigIssue, Settings, load_settings, parse_settings
 
@@ -52,6 +54,11 @@ def line_of(text: str, marker: str) -> int:
         if marker in line:
             return number
     raise AssertionError(f"{marker!r} not in text")
+
+
+def lines_of(text: str, marker: str) -> list[int]:
+    """1-based numbers of every line containing `marker`."""
+    return [number for number, line in enumerate(text.splitlines(), start=1) if marker in line]
 
 
 def errors_of(text: str, filename: str = "test.yaml") -> list[ConfigIssue]:
@@ -250,3 +257,155 @@ def test_load_settings_from_a_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(path)
     assert str(caught.value).startswith(f"{path}:{line_of(VALID, 'billing: 4')}:")
+
+
+# ---- every problem in one run: field errors do not hide cross-field ones, and cause no false ones
+
+
+def test_unknown_key_bad_value_and_duplicate_extension_come_out_together_in_line_order() -> None:
+    text = (
+        VALID.replace(
+            "  domain: cc.example.com", "  domain: cc.example.com\n  registrar: {qualify_intervall: 30}"
+        )
+        .replace("skills: {billing: 7, latvian: 9}", "skills: {billing: 7, latvian: 11}")
+        .replace('extension: "1002"', 'extension: "1001"')
+    )
+    errors = errors_of(text)
+    assert [(e.key, e.line) for e in errors] == [
+        ("server.registrar.qualify_intervall", line_of(text, "qualify_intervall")),
+        ("agents[0].skills.latvian", line_of(text, "latvian: 11")),
+        ("agents[1].extension", lines_of(text, 'extension: "1001"')[1]),
+    ]
+    assert "already used by agents[0].extension" in errors[2].message
+    assert all(e.column is not None for e in errors)
+
+
+def test_duplicate_id_and_bad_skill_level_on_the_same_agent() -> None:
+    text = VALID.replace("  - id: bob", "  - id: alice").replace(
+        "skills: {billing: 4}", "skills: {billing: 40}"
+    )
+    errors = errors_of(text)
+    assert [e.key for e in errors] == ["agents[1].id", "agents[1].skills.billing"]
+    assert "already used by agents[0].id" in errors[0].message
+
+
+def test_an_agent_with_bad_skills_still_belongs_to_its_team_and_owns_its_extension() -> None:
+    # Only bob is in team riga, and his skills are invalid: the supervisor's team and the queue's exit_to
+    # still find him.
+    text = (
+        VALID.replace("team: riga", "team: jelgava", 1)
+        .replace("skills: {billing: 4}", "skills: {billing: 40}")
+        .replace('numbers: ["7001"]', 'numbers: ["7001"]\n    exit_key: "0"\n    exit_to: "1002"')
+    )
+    issue = only_error(text)
+    assert issue.key == "agents[1].skills.billing"
+
+
+def test_unknown_overflow_target_and_bad_strategy_on_the_same_queue() -> None:
+    text = VALID.replace(
+        '    numbers: ["7002"]',
+        '    numbers: ["7002"]\n    strategy: fastest\n    overflow: {after: 30, to: nowhere}',
+    )
+    errors = errors_of(text)
+    assert [e.key for e in errors] == ["queues[1].strategy", "queues[1].overflow.to"]
+    assert "there is no queue 'nowhere'" in errors[1].message
+
+
+def test_a_queue_with_a_bad_strategy_is_still_a_valid_overflow_target() -> None:
+    text = VALID.replace(
+        '    numbers: ["7001"]', '    numbers: ["7001"]\n    overflow: {after: 30, to: overflow}'
+    ).replace('    numbers: ["7002"]', '    numbers: ["7002"]\n    strategy: fastest')
+    assert only_error(text).key == "queues[1].strategy"
+
+
+def test_checks_inside_one_section_survive_a_field_error_beside_them() -> None:
+    text = VALID.replace(
+        "  domain: cc.example.com",
+        "  domain: cc.example.com\n  registrar:\n    min_expires: 600\n    max_expires: 60\n    colour: red",
+    ).replace(
+        '    numbers: ["7002"]',
+        '    numbers: ["7002"]\n    strategy: fastest\n    priority: 5\n    vip_priority: 2',
+    )
+    assert [e.key for e in errors_of(text)] == [
+        "server.registrar.min_expires",
+        "server.registrar.colour",
+        "queues[1].strategy",
+        "queues[1].vip_priority",
+    ]
+
+
+def test_an_invalid_value_is_not_reported_again_as_a_missing_target() -> None:
+    # alice's extension is refused (unquoted); the DID and exit_to naming it are not also "unknown".
+    text = VALID.replace('extension: "1001"', "extension: 1001").replace(
+        '    numbers: ["7002"]', '    numbers: ["7002"]\n    exit_key: "0"\n    exit_to: "1001"'
+    )
+    issue = only_error(text)
+    assert issue.key == "agents[0].extension" and "quoted string" in issue.message
+    # alice's team is refused and bob is elsewhere: the supervisor's team riga may be alice's, so no report.
+    text = VALID.replace("team: riga", "team: [riga]", 1).replace("team: riga", "team: jelgava")
+    assert only_error(text).key == "agents[0].team"
+
+
+def test_a_misspelt_key_does_not_also_report_the_key_it_was_meant_to_be_as_missing() -> None:
+    text = VALID.replace("    teams: [riga]", "    temas: [riga]").replace(
+        '    password: "sam-secret"', '    pasword: "sam-secret"'
+    )
+    assert [e.key for e in errors_of(text)] == ["supervisors[0].pasword", "supervisors[0].temas"]
+
+
+def test_yaml_syntax_error_is_reported_alone() -> None:
+    text = VALID.replace('extension: "1002"', 'extension: "1001"').replace(
+        "name: overflow", "name: [overflow"
+    )
+    issue = only_error(text)
+    assert "YAML syntax error" in issue.message
+
+
+def test_a_problem_pydantic_reports_is_not_repeated() -> None:
+    # The duplicate is found by the model (everything else valid) and would be found again on the data.
+    issue = only_error(VALID.replace('extension: "1002"', 'extension: "1001"'))
+    assert issue.key == "agents[1].extension"
+
+
+# Independent breakages of VALID, each at its own place; any combination must report exactly the union of
+# what each reports alone (nothing hidden, nothing invented), sorted by line.
+BREAKAGES: dict[str, tuple[str, str]] = {
+    "unknown server key": ("  domain: cc.example.com", "  domain: cc.example.com\n  colour: blue"),
+    "registrar order": ("server:\n", "server:\n  registrar: {min_expires: 100, max_expires: 50}\n"),
+    "skill level": ("skills: {billing: 7, latvian: 9}", "skills: {billing: 7, latvian: 11}"),
+    "duplicate extension": ('extension: "1002"', 'extension: "1001"'),
+    "duplicate id": ("  - id: sam", "  - id: alice"),
+    "team typo": ("teams: [riga]", "teams: [rgia]"),
+    "bad strategy": ('numbers: ["7001"]', 'numbers: ["7001"]\n    strategy: fastest'),
+    "overflow target": ('numbers: ["7002"]', 'numbers: ["7002"]\n    overflow: {after: 30, to: nowhere}'),
+    "vip priority": ("name: overflow", "name: overflow\n    priority: 5\n    vip_priority: 5"),
+    "did target": ('"+37167000001": "7001"', '"+37167000001": "7999"'),
+    "host bits": ("source: 198.51.100.0/24", "source: 198.51.100.7/24"),
+}
+
+
+def _broken(names: frozenset[str]) -> str:
+    text = VALID
+    for name in sorted(names):
+        old, new = BREAKAGES[name]
+        assert text.count(old) == 1, name
+        text = text.replace(old, new)
+    return text
+
+
+def _reported(names: frozenset[str]) -> set[tuple[str, str]]:
+    return {(e.key, e.message) for e in errors_of(_broken(names))}
+
+
+def test_each_breakage_alone_is_reported() -> None:
+    for name in BREAKAGES:
+        assert _reported(frozenset({name})), name
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.frozensets(st.sampled_from(sorted(BREAKAGES)), min_size=2))
+def test_any_combination_reports_the_union_of_its_parts(names: frozenset[str]) -> None:
+    errors = errors_of(_broken(names))
+    assert {(e.key, e.message) for e in errors} == set().union(*(_reported(frozenset({n})) for n in names))
+    lines = [e.line for e in errors]
+    assert None not in lines and lines == sorted(lines)  # type: ignore[type-var]

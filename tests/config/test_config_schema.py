@@ -6,9 +6,11 @@ import copy
 import hashlib
 import ipaddress
 import typing
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
@@ -417,3 +419,45 @@ def test_boolean_lookalikes_are_refused_for_text() -> None:
 def test_located_errors_text() -> None:
     error = schema.LocatedErrors([(("relax", 1, "after"), "bad"), ((), "top")])
     assert str(error) == "relax[1].after: bad; (top): top"
+
+
+# ---- the cross-field checks also run on data that does not validate
+
+
+def test_no_model_hides_validation_in_a_field_validator() -> None:
+    # RawView validates a field through its annotation alone; a field_validator would be missed there.
+    for model in _models():
+        assert not model.__pydantic_decorators__.field_validators, model.__name__
+
+
+def test_a_view_of_valid_data_reads_what_the_model_holds() -> None:
+    data = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "softswitch.yaml").read_text())
+    data["server"]["log_level"] = "INFO"  # normalised by the field's own validation
+    settings = Settings.model_validate(data)
+    view = schema.RawView(Settings, data)
+    for name in Settings.model_fields:
+        assert getattr(view, name) == getattr(settings, name), name
+    assert schema.cross_field_issues(data) == []
+
+
+def test_a_view_reads_past_invalid_fields_and_entries() -> None:
+    data = copy.deepcopy(BASE)
+    data["agents"][1]["skills"] = {"billing": 40}
+    data["agents"][1]["extension"] = 1002
+    data["queues"][0]["colour"] = "red"
+    view = schema.RawView(Settings, data)
+    alice, bob = view.agents
+    assert isinstance(alice, schema.AgentSettings) and isinstance(bob, schema.RawView)
+    assert (bob.id, bob.team, bob.timezone) == ("bob", "riga", "UTC")
+    for unreadable in ("skills", "extension"):
+        with pytest.raises(schema.Unknown):
+            getattr(bob, unreadable)
+    queue = view.queues[0]
+    assert queue.name == "billing"
+    with pytest.raises(schema.Unknown):  # absent, but `colour` may be it misspelt
+        _ = queue.strategy
+
+
+def test_digest_algorithms_listed_twice() -> None:
+    with pytest.raises(ValidationError, match="MD5 is listed twice"):
+        make(server__security={"digest_algorithms": ["MD5", "SHA-256", "MD5"]})
