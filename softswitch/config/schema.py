@@ -1202,6 +1202,7 @@ class Settings(_Model):
         for i, person in _enumerate_people(self):
             if person.password is not None and len(person.password.get_secret_value()) < 8:
                 out.append(f"{format_loc((*i, 'password'))}: shorter than 8 characters; easy to guess online")
+        out.extend(_digest_warnings(self))
         targets = {q.overflow.to for q in self.queues if q.overflow} | {
             q.exit_to for q in self.queues if q.exit_to
         }
@@ -1214,6 +1215,41 @@ class Settings(_Model):
             if not queue.numbers and queue.name not in targets:
                 out.append(f"queues[{i}]: no number, DID, overflow or exit_to reaches this queue")
         return out
+
+
+def _digest_warnings(settings: Settings) -> list[str]:
+    """Users whose only HA1 is for an algorithm the 401 does not offer first (or at all).
+
+    The switch puts one challenge per algorithm in its 401, in `digest_algorithms` order (RFC 8760);
+    pjsua2 and several phones answer only the first one, so a user without an HA1 for that algorithm
+    cannot register from them. A plaintext password gives both HA1s, so only HA1-only users are at risk.
+    """
+    offered = settings.server.security.digest_algorithms
+    key_of = {"MD5": "ha1_md5", "SHA-256": "ha1_sha256"}
+    out: list[str] = []
+    for loc, person in _enumerate_people(settings):
+        if person.password is not None:
+            continue
+        known = [name for name, key in key_of.items() if getattr(person, key) is not None]
+        if offered[0] in known or not known:
+            continue
+        has = known[0]
+        key = format_loc((*loc, key_of[has]))
+        missing = key_of[offered[0]]
+        if has not in offered:
+            out.append(
+                f"{key}: {person.id} has only a {has} HA1 but server.security.digest_algorithms offers "
+                f"{', '.join(offered)}, so {person.id} cannot register at all; add {missing} (or a password) "
+                f"or add {has} to digest_algorithms"
+            )
+        else:
+            out.append(
+                f"{key}: {person.id} has only a {has} HA1 but the 401 challenge offers {offered[0]} first "
+                f"(server.security.digest_algorithms); pjsua2 and several phones answer only the first "
+                f"challenge, so {person.id} cannot register from them; add {missing} (or a password), "
+                f"or put {has} first if every phone supports it"
+            )
+    return out
 
 
 def _enumerate_people(settings: Settings) -> Iterator[tuple[Loc, AgentSettings | SupervisorSettings]]:

@@ -461,3 +461,55 @@ def test_a_view_reads_past_invalid_fields_and_entries() -> None:
 def test_digest_algorithms_listed_twice() -> None:
     with pytest.raises(ValidationError, match="MD5 is listed twice"):
         make(server__security={"digest_algorithms": ["MD5", "SHA-256", "MD5"]})
+
+
+# ---- warnings about digest algorithms
+
+
+def _ha1_only(**ha1: str) -> dict[str, str]:
+    return {"id": "bob", "extension": "1002", "team": "riga", **ha1}
+
+
+BOB_MD5 = digest_ha1("md5", "bob", "cc.example.com", "bob-secret")
+BOB_SHA256 = digest_ha1("sha256", "bob", "cc.example.com", "bob-secret")
+
+
+@pytest.mark.parametrize(
+    ("ha1", "algorithms", "fragment"),
+    [
+        ({"ha1_sha256": BOB_SHA256}, ["MD5", "SHA-256"], "offers MD5 first"),
+        ({"ha1_md5": BOB_MD5}, ["SHA-256", "MD5"], "offers SHA-256 first"),
+        ({"ha1_sha256": BOB_SHA256}, ["MD5"], "cannot register at all"),
+    ],
+)
+def test_a_user_without_an_ha1_for_the_first_challenge_is_warned_about(
+    ha1: dict[str, str], algorithms: list[str], fragment: str
+) -> None:
+    settings = make(agents__1=_ha1_only(**ha1), server__security={"digest_algorithms": algorithms})
+    (warning,) = [w for w in settings.warnings() if w.startswith("agents[1].ha1_")]
+    assert fragment in warning and "bob" in warning
+    missing = "ha1_md5" if algorithms[0] == "MD5" else "ha1_sha256"
+    assert f"add {missing}" in warning
+    assert BOB_MD5 not in warning and BOB_SHA256 not in warning
+
+
+@pytest.mark.parametrize(
+    ("ha1", "algorithms"),
+    [
+        ({"ha1_sha256": BOB_SHA256}, ["SHA-256", "MD5"]),
+        ({"ha1_md5": BOB_MD5}, ["MD5", "SHA-256"]),
+        ({"ha1_md5": BOB_MD5, "ha1_sha256": BOB_SHA256}, ["SHA-256"]),
+        ({"password": "bob-secret"}, ["SHA-256"]),
+    ],
+)
+def test_no_digest_warning_when_the_first_challenge_can_be_answered(
+    ha1: dict[str, str], algorithms: list[str]
+) -> None:
+    settings = make(agents__1=_ha1_only(**ha1), server__security={"digest_algorithms": algorithms})
+    assert settings.warnings() == []
+
+
+def test_supervisors_are_warned_about_too() -> None:
+    sam = digest_ha1("sha256", "sam", "cc.example.com", "sam-secret")
+    settings = make(supervisors__0={"id": "sam", "ha1_sha256": sam, "extension": "1900", "teams": ["riga"]})
+    assert [w.split(":")[0] for w in settings.warnings()] == ["supervisors[0].ha1_sha256"]
