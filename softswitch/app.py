@@ -404,8 +404,7 @@ class App:
         await self.transport.start(listen)
         # Now that ports are bound (port 0 may have been asked for), advertise the real ones.
         endpoint.config = self._endpoint_config(self.transport.bound)
-        for binding in location.all_bindings(now=now):
-            endpoint._schedule_qualify(binding, now)
+        endpoint.qualify_all(now=now)
         self.transport.pump()
 
         await self._restore_agents()
@@ -460,10 +459,15 @@ class App:
         # Let every commit already submitted finish and its held 200 go out.
         await asyncio.to_thread(self.writer.flush, 10.0)
         for _ in range(100):
-            if not self.endpoint._pending:
+            if not self.endpoint.pending_writes:
                 break
             await asyncio.sleep(0.01)
         self.transport.pump()
+        # New calls get 503 from now on; calls in progress get `shutdown_grace` seconds to finish.
+        self.callflow.draining = True
+        grace_until = self._now() + float(self.settings.server.shutdown_grace)
+        while self.b2bua.calls and self._now() < grace_until:
+            await asyncio.sleep(0.1)
         for call in list(self.b2bua.calls.values()):
             self.b2bua.hangup(call, now=self._now(), cause="shutdown", status=503)
         self.transport.pump()

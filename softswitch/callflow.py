@@ -294,6 +294,7 @@ class CallFlow:
         self._events: deque[FlowEvent] = deque()
         self._session_ids = 1000
         self._timers: list[tuple[float, int, str]] = []  # (when, seq, call id): hang up after a prompt
+        self.draining = False  # shutting down: new calls are refused with 503
         self._seq = itertools.count()
 
     # -- wiring --------------------------------------------------------------------------------------------
@@ -367,6 +368,9 @@ class CallFlow:
         state.route = route
         self._log("incoming", call, route=None if route is None else f"{route.kind}:{route.target}")
         b2bua = self._b2bua()
+        if self.draining:
+            b2bua.reject(call, 503, "Service Unavailable (shutting down)", now=now, cause="shutdown")
+            return
         if route is None:
             b2bua.reject(call, 404, "Not Found (no such number)", now=now, cause="not_found")
             return

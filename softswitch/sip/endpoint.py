@@ -292,6 +292,16 @@ class Endpoint:
         self.transactions.respond(tx, response, now=now)
         self._process(now)
 
+    @property
+    def pending_writes(self) -> int:
+        """REGISTERs whose 200 waits for the store."""
+        return len(self._pending)
+
+    def qualify_all(self, *, now: float) -> None:
+        """Start qualifying every binding (at start-up, for the bindings restored from the store)."""
+        for binding in self.location.all_bindings(now=now):
+            self._schedule_qualify(binding, now)
+
     def connection_lost(self, flow: Flow, *, now: float) -> None:
         """A TCP/TLS connection closed: its transactions fail; its bindings stay (the phone reconnects)."""
         self.transactions.transport_error(flow, now=now)
