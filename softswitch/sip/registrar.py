@@ -189,7 +189,7 @@ class Registrar:
     ) -> RegisterOutcome:
         bindings = tuple(self.location.bindings(aor, now=now))
         headers = [("Contact", f"<{b.contact}>;expires={b.remaining(now)}") for b in bindings]
-        headers.append(("Date", email.utils.formatdate(wall, usegmt=True)))
+        headers.append(("Date", _http_date(wall)))
         response = request.reply(200, to_tag=to_tag, headers=headers)
         return RegisterOutcome(response, aor, bindings, changed)
 
@@ -201,6 +201,19 @@ class Registrar:
             headers.append(("Min-Expires", str(self.policy.min_expires)))
         response = request.reply(refusal.status, refusal.reason, to_tag=to_tag, headers=headers)
         return RegisterOutcome(response, aor, tuple(self.location.bindings(aor, now=now)), False, refusal)
+
+
+_DATE_CACHE: list[tuple[int, str]] = [(-1, "")]
+
+
+def _http_date(wall: float) -> str:
+    """The Date header value (RFC 3261 §20.17, RFC 1123 form), formatted once per second."""
+    second = int(wall)
+    cached = _DATE_CACHE[0]
+    if cached[0] != second:
+        cached = (second, email.utils.formatdate(second, usegmt=True))
+        _DATE_CACHE[0] = cached
+    return cached[1]
 
 
 def _contact_expires(param: str | None, header: int | None, default: int) -> int:
