@@ -233,6 +233,11 @@ class SippRun:
             # sipp gives no readiness signal; re-check its sockets every 20 ms until the deadline.
             self.proc.wait(0.02)
 
+    def current_stats(self) -> dict[str, str]:
+        """The newest row of sipp's statistics CSV while it runs (written every `stats_every_s`):
+        column name -> raw value, e.g. "CurrentCall", "SuccessfulCall(C)"; empty before the first row."""
+        return _read_stats(self.directory / "stat.csv")
+
     def wait(self, timeout: float | None = None) -> SippResult:
         """Wait for sipp to finish (killing it after `timeout`, default: the run's own bound)."""
         limit = self.timeout if timeout is None else timeout
@@ -321,10 +326,13 @@ def start_sipp(
     media_port: int | None = None,
     stats_every_s: int = 1,
     trace_rtt: bool = True,
+    files: Mapping[str, Path] | None = None,
 ) -> SippRun:
     """Start sipp without waiting. `scenario` is a path or a name in tests/sipp/; `target` is
     `host:port` (None for a UAS that only waits). Files go to a fresh subdirectory of `directory` (by
-    default of a new temporary directory, left in place for post-mortems)."""
+    default of a new temporary directory, left in place for post-mortems). `files` are linked into that
+    directory, sipp's working directory, under the given names (audio a scenario names by a relative path,
+    since sipp reads `rtp_stream` and `play_pcap_audio` files when it loads the scenario)."""
     binary = sipp_available()
     if binary is None:
         raise ProcessError("sipp is not installed (apt-get install sip-tester)")
@@ -333,6 +341,8 @@ def start_sipp(
         directory = Path(tempfile.mkdtemp(prefix="sipp-"))
     run_dir = Path(directory) / f"sipp-{path.stem}-{next(_run_ids)}"
     run_dir.mkdir(parents=True, exist_ok=True)
+    for name, source in (files or {}).items():
+        (run_dir / name).symlink_to(Path(source).resolve())
     # sipp's defaults are fixed ports (SIP 5060, media 6000 and 6002, control 8888): give each run its own.
     port = local_port if local_port is not None else free_port("udp+tcp")
     argv = [binary]
