@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import itertools
 import re
+import socket
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,19 @@ import pytest
 
 from tests.integration.harness import Phone, PhoneFactory, SoftswitchServer, assert_hears
 from tests.integration.harness.baresip import Baresip
-from tests.integration.harness.calls import cdr, cdr_legs, live_calls, sdp_offer, wait_no_calls
+from tests.integration.harness.calls import (
+    RawPhone,
+    body_of,
+    cdr,
+    cdr_legs,
+    live_calls,
+    make_sdp,
+    media_of,
+    rtcp_receiver_report,
+    rtp_packet,
+    sdp_offer,
+    wait_no_calls,
+)
 from tests.integration.harness.rawsip import SipClient, SipResponse, parse_challenge
 
 pytestmark = pytest.mark.integration
@@ -777,3 +791,220 @@ def test_baresip_caller_and_pjsua2_agent_hear_each_other(
     alice.expect("CALL_CLOSED")
     bob.expect("call_state", state="DISCONNECTED")
     assert_hears(alice.recording("dec"), 1100, not_freq=700)
+
+
+# -- raw SIP and RTP: relaying, latching, codecs, UPDATE, glare, RFC 4733 ------------------------------------
+
+
+@dataclass
+class RawCall:
+    """A call from a trunk (raw phone at 127.0.0.2) to an agent (raw phone), both ends in the test's hand."""
+
+    caller: RawPhone
+    agent: RawPhone
+    a_relay: tuple[str, int]  # where the caller sends RTP: the switch's answer
+    b_relay: tuple[str, int]  # where the agent sends RTP: the switch's offer
+    invite: bytes  # the INVITE the agent received
+    answer: SipResponse  # the 200 the caller received
+    call_id: str  # the switch's id of the call
+
+
+@pytest.fixture
+def raw_calls(switch: Pool) -> Iterator[Callable[..., RawCall]]:
+    """Make calls between raw phones; each is hung up (BYE from the caller) and closed at the end."""
+    made: list[RawCall] = []
+    phones_: list[RawPhone] = []
+
+    def make(
+        *,
+        caller_sdp: Callable[[RawPhone], bytes] | None = None,
+        agent_sdp: Callable[[RawPhone], bytes] | None = None,
+    ) -> RawCall:
+        server = switch.server
+        (person,) = switch.take(1)
+        agent = RawPhone(server, person.id, password=person.password)
+        caller = RawPhone(server, "carrier", local_host=TRUNK_SOURCE)
+        phones_.extend([agent, caller])
+        agent.register()
+        cseq = caller.start_invite(person.did, caller_sdp(caller) if caller_sdp else None)
+        invite = agent.next_request("INVITE")
+        agent.accept(invite, agent_sdp(agent) if agent_sdp else None)
+        answer = caller.finish_invite(cseq)
+        assert answer.status == 200, answer.status_line
+        agent.next_request("ACK")
+        host_a, port_a, _, _ = media_of(answer.body)
+        host_b, port_b, _, _ = media_of(body_of(invite))
+        call = RawCall(
+            caller,
+            agent,
+            (host_a, port_a),
+            (host_b, port_b),
+            invite,
+            answer,
+            incoming(server, person.did)["call"],
+        )
+        made.append(call)
+        return call
+
+    try:
+        yield make
+    finally:
+        for call in made:
+            try:
+                _, cseq = call.caller.send_request("BYE")
+                bye = call.agent.next_request("BYE", timeout=1.0)
+                call.agent.respond(bye, 200)
+                call.caller.final(cseq, timeout=1.0)
+            except AssertionError:
+                pass  # the test ended the call already
+        for phone_ in phones_:
+            phone_.close()
+
+
+def relayed(
+    sender: socket.socket, to: tuple[str, int], receiver: RawPhone, sock: socket.socket, data: bytes
+) -> tuple[bytes, tuple[str, int]]:
+    """Send `data` from `sender` to the relay at `to`; return what `receiver` got on `sock`, and whence."""
+    sender.sendto(data, to)
+    got = receiver.recv_media(sock, timeout=2.0)
+    assert got is not None, f"nothing relayed to {receiver.user} ({len(data)} bytes sent to {to})"
+    return got
+
+
+def test_rtp_and_rtcp_are_relayed_both_ways_from_the_advertised_ports(
+    raw_calls: Callable[..., RawCall],
+) -> None:
+    call = raw_calls()
+    forward = rtp_packet(1, ssrc=0xA1A1A1A1, payload=b"\x11" * 160)
+    data, source = relayed(call.caller.rtp, call.a_relay, call.agent, call.agent.rtp, forward)
+    assert data[1] & 0x7F == 0 and data[12:] == forward[12:], "the PCMU payload was changed on the way"
+    assert source == call.b_relay, (source, call.b_relay)  # symmetric: sent from the port in our offer
+    back = rtp_packet(1, ssrc=0xB2B2B2B2, payload=b"\x22" * 160)
+    data, source = relayed(call.agent.rtp, call.b_relay, call.caller, call.caller.rtp, back)
+    assert data[12:] == back[12:] and source == call.a_relay, (source, call.a_relay)
+    # RTCP on port + 1, both ways.
+    report = rtcp_receiver_report(0xA1A1A1A1)
+    a_rtcp, b_rtcp = (call.a_relay[0], call.a_relay[1] + 1), (call.b_relay[0], call.b_relay[1] + 1)
+    data, source = relayed(call.caller.rtcp, a_rtcp, call.agent, call.agent.rtcp, report)
+    assert data[1] == 201 and source == b_rtcp, (data[:8], source)
+    data, source = relayed(
+        call.agent.rtcp, b_rtcp, call.caller, call.caller.rtcp, rtcp_receiver_report(0xB2B2B2B2)
+    )
+    assert data[1] == 201 and source == a_rtcp, (data[:8], source)
+
+
+def test_the_relay_latches_onto_where_a_phone_behind_nat_really_sends_from(
+    raw_calls: Callable[..., RawCall],
+) -> None:
+    # The agent's SDP names a private address (its LAN side); its packets come from 127.0.0.1:<real port>.
+    call = raw_calls(agent_sdp=lambda phone_: make_sdp(40000, host="192.168.1.10"))
+    call.agent.rtp.sendto(rtp_packet(1, ssrc=0xC3C3C3C3), call.b_relay)
+    call.caller.recv_media(call.caller.rtp, timeout=2.0)
+    data, _ = relayed(
+        call.caller.rtp, call.a_relay, call.agent, call.agent.rtp, rtp_packet(2, ssrc=0xD4D4D4D4)
+    )
+    assert data[12:] == b"\xff" * 160
+
+
+def test_a_codec_both_legs_share_is_passed_through_untouched(
+    raw_calls: Callable[..., RawCall], switch: Pool
+) -> None:
+    offer = ((9, "G722/8000"), (0, "PCMU/8000"), (101, "telephone-event/8000"))
+    answer = ((9, "G722/8000"), (101, "telephone-event/8000"))
+    call = raw_calls(
+        caller_sdp=lambda phone_: make_sdp(phone_.rtp_port, codecs=offer),
+        agent_sdp=lambda phone_: make_sdp(phone_.rtp_port, codecs=answer),
+    )
+    _, _, offered, _ = media_of(body_of(call.invite))
+    assert offered[0] == 9 and 0 in offered, offered  # G.722 offered on to the agent, first
+    _, _, answered, _ = media_of(call.answer.body)
+    assert answered[0] == 9, answered
+    packet = rtp_packet(1, pt=9, payload=b"\x5a" * 160)
+    data, _ = relayed(call.caller.rtp, call.a_relay, call.agent, call.agent.rtp, packet)
+    assert data[1] & 0x7F == 9 and data[12:] == packet[12:], "G.722 was not forwarded as it came"
+    (shown,) = [c for c in live_calls(switch.server) if c["id"] == call.call_id]
+    assert shown["codec"] == "G722", shown
+
+
+def test_update_is_passed_through_re_anchored_and_the_relay_ports_stay(
+    raw_calls: Callable[..., RawCall],
+) -> None:
+    call = raw_calls()
+    _, cseq = call.caller.send_request("UPDATE", body=call.caller.sdp(direction="sendonly", version=2))
+    update = call.agent.next_request("UPDATE")
+    host, port, _, direction = media_of(body_of(update))
+    assert (host, port, direction) == (*call.b_relay, "sendonly"), body_of(update)
+    call.agent.respond(update, 200, body=call.agent.sdp(direction="recvonly", version=2))
+    answer = call.caller.final(cseq)
+    assert answer.status == 200, answer.status_line
+    host, port, _, direction = media_of(answer.body)
+    assert (host, port, direction) == (*call.a_relay, "recvonly"), answer.body
+    # Media goes on over the same relay ports (the caller still sends while holding the agent).
+    relayed(call.caller.rtp, call.a_relay, call.agent, call.agent.rtp, rtp_packet(5))
+
+
+def test_a_codec_change_by_reinvite_reaches_the_other_side_and_media_follows(
+    raw_calls: Callable[..., RawCall], switch: Pool
+) -> None:
+    call = raw_calls()
+    pcma = ((8, "PCMA/8000"), (101, "telephone-event/8000"))
+    _, cseq = call.caller.send_request("INVITE", body=call.caller.sdp(codecs=pcma, version=2))
+    reinvite = call.agent.next_request("INVITE")
+    host, port, payloads, _ = media_of(body_of(reinvite))
+    assert (host, port) == call.b_relay and payloads[0] == 8 and 0 not in payloads, body_of(reinvite)
+    call.agent.respond(reinvite, 200, body=call.agent.sdp(codecs=pcma, version=2))
+    answer = call.caller.final(cseq)
+    assert answer.status == 200 and media_of(answer.body)[2][0] == 8, answer.raw
+    call.agent.next_request("ACK")
+    data, _ = relayed(call.caller.rtp, call.a_relay, call.agent, call.agent.rtp, rtp_packet(9, pt=8))
+    assert data[1] & 0x7F == 8
+    (shown,) = [c for c in live_calls(switch.server) if c["id"] == call.call_id]
+    assert shown["codec"] == "PCMA", shown
+
+
+@pytest.mark.parametrize("first", ["caller", "agent"])
+def test_glare_the_second_reinvite_gets_491_and_the_first_completes(
+    raw_calls: Callable[..., RawCall], first: str
+) -> None:
+    """Both ends re-INVITE at once (RFC 3261 §14.2): the switch, with its own re-INVITE pending towards a
+    leg, answers that leg's re-INVITE 491 Request Pending; the first offer goes through."""
+    call = raw_calls()
+    one, other = (call.caller, call.agent) if first == "caller" else (call.agent, call.caller)
+    _, first_cseq = one.send_request("INVITE", body=one.sdp(direction="sendonly", version=2))
+    forwarded = other.next_request("INVITE")  # the switch now has a re-INVITE pending towards `other`
+    _, second_cseq = other.send_request("INVITE", body=other.sdp(direction="sendonly", version=3))
+    refused = other.final(second_cseq)
+    assert refused.status == 491, refused.status_line
+    other.respond(forwarded, 200, body=other.sdp(direction="recvonly", version=3))
+    answer = one.final(first_cseq)
+    assert answer.status == 200 and media_of(answer.body)[3] == "recvonly", answer.raw
+
+
+def _telephone_event(
+    seq: int, timestamp: int, event: int, duration: int, *, end: bool, marker: bool
+) -> bytes:
+    """An RFC 4733 §2.3 telephone-event packet (PT 101): event, E bit, volume 10, duration."""
+    payload = struct.pack("!BBH", event, (0x80 if end else 0) | 10, duration)
+    header = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | 101, seq, timestamp, 0x0E0E0E0E)
+    return header + payload
+
+
+def test_an_rfc4733_digit_with_retransmitted_end_packets_is_one_event(
+    raw_calls: Callable[..., RawCall], switch: Pool
+) -> None:
+    """RFC 4733 §2.5.1.4: the end of an event is sent three times; the switch reports the digit once."""
+    call = raw_calls()
+    server = switch.server
+    timestamp = 160 * 1000
+    packets = [
+        _telephone_event(100, timestamp, 5, 160, end=False, marker=True),
+        _telephone_event(101, timestamp, 5, 320, end=False, marker=False),
+        _telephone_event(102, timestamp, 5, 480, end=False, marker=False),
+        *(_telephone_event(103 + i, timestamp, 5, 640, end=True, marker=False) for i in range(3)),
+    ]
+    for packet in packets:
+        relayed(call.caller.rtp, call.a_relay, call.agent, call.agent.rtp, packet)  # relayed as they came
+    event = server.expect_log("call_dtmf", timeout=3, call=call.call_id)
+    assert (event["digit"], event["side"], event["method"]) == ("5", "a", "rfc4733"), event
+    with pytest.raises(AssertionError):
+        server.expect_log("call_dtmf", timeout=0.5, call=call.call_id)
