@@ -621,6 +621,25 @@ def test_agent_offline_480_and_unknown_number_404(switch: Pool, phones: PhoneFac
     assert (offline_row["status"], unknown_row["status"]) == (480, 404), (offline_row, unknown_row)
 
 
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_an_agent_whose_phone_vanished_is_unreachable_not_a_ring_timeout(
+    switch: Pool, phones: PhoneFactory, transport: str
+) -> None:
+    """The agent is registered but its phone is gone (killed: a UDP port that answers nothing, a TCP
+    connection closed). The caller hears 480 (or 408) soon - not after the 30 s ring timeout - and the
+    record says unreachable."""
+    server = switch.server
+    caller, agent = switch.take(2)
+    alice = phone(phones, server, caller)
+    gone = phone(phones, server, agent, transport=transport)
+    gone.kill()
+    index = alice.call(server.user_uri(agent.extension))
+    ended_ = alice.expect("call_state", call=index, state="DISCONNECTED", timeout=8.0)
+    assert ended_["code"] in (408, 480), ended_
+    row = cdr(server, incoming(server, agent.extension)["call"])
+    assert (row["disposition"], row["hangup_cause"]) == ("no_answer", "unreachable"), row
+
+
 def test_calls_to_an_extension_need_a_registered_users_credentials(
     switch: Pool, phones: PhoneFactory
 ) -> None:
