@@ -1,15 +1,22 @@
 """Calls through the switch end to end, with real phones (pjsua2, one process each; baresip for interop).
 
-Acceptance of the calls issue, the pjsua2 half: a caller reaches an agent by extension and each side hears
+Acceptance of the calls issue, the phone half: a caller reaches an agent by extension and each side hears
 the other's tone and not its own (700 Hz caller, 1,100 Hz agent, checked by FFT on what each recorded);
-hold and resume by re-INVITE with audio both ways afterwards; CANCEL while ringing (487, the agent's leg
-cancelled); decline and busy mapped to the caller; DTMF (RFC 4733 and SIP INFO) surfaced at the switch;
-an agent whose process is killed mid-call ends the call by RTP timeout and the record says why; TCP and TLS
-legs; forking to an agent's two phones (the first answer wins, the other gets CANCEL with "Call completed
-elsewhere"); early media (183 with SDP) reaching the caller; the failure answers (ring timeout 480, agent
-offline 480, unknown number 404, bad credentials 401 then 403, Require: 100rel 420 with Unsupported);
-anonymous callers and trunks (matched by source address) reaching public numbers only; `softswitch calls
---json` during a call; the call detail records after it; baresip <-> pjsua2 through the switch.
+hold and resume by re-INVITE with audio both ways afterwards (also a hold longer than the RTP timeout);
+CANCEL while ringing (487, the agent's leg cancelled); decline and busy mapped to the caller; DTMF (RFC 4733
+and SIP INFO) surfaced at the switch; an agent whose process is killed mid-call ends the call by RTP
+timeout and the record says why; TCP and TLS legs; forking to an agent's two phones (the first answer
+wins, the other gets CANCEL with "Call completed elsewhere"); early media (183 with SDP) reaching the
+caller; the failure answers (ring timeout 480, agent offline 480, unknown number 404, a vanished phone
+unreachable, bad credentials 401 then 403, Require: 100rel 420 with Unsupported); anonymous callers and
+trunks (matched by source address) reaching public numbers only; `softswitch calls --json` during a call;
+the call detail records after it; baresip <-> pjsua2 through the switch.
+
+With raw SIP and RTP (`RawPhone`: a plain socket and an RTP/RTCP pair, both ends in the test's hand):
+RTP and RTCP relayed both ways from the ports the switch advertised, latching onto a phone behind NAT, a
+codec both legs share (G.722) passed through, UPDATE and a codec change by re-INVITE re-anchored on the
+same relay ports, glare answered 491 whichever side asks second, one event per RFC 4733 digit although its
+end packet comes three times.
 
 Two switches serve the module: `switch` (default timers) and `short` (ring timeout 1.5 s, RTP timeout 2 s),
 each with a pool of agents; every test takes fresh agents from the pool (so no stale registration from an

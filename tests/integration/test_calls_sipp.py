@@ -6,8 +6,9 @@ every copy, RFC 3261 §13.2.2.4 - a Python phone, because sipp takes the second 
 retransmission of the first and replays its own 200 forever); a caller that never ACKs (the switch gives
 up after 64*T1 and hangs both legs up, §13.3.1.4); CANCEL racing the callee's 200 (every way the race can go
 ends cleanly); INVITE retransmissions absorbed (one call, not two); busy and declined callees mapped to the
-caller; the callee's Record-Route honoured on its leg. After every test the switch must have no call and
-no leg left (`/api/calls` empty, `/api/status` calls 0).
+caller; a record-routing proxy on either side stays in the path of that leg's in-dialog requests; a call
+that finds every RTP port taken is refused at once with 503. After every test the switch must have no call
+and no leg left (`/api/calls` empty, `/api/status` calls 0).
 
 The caller side is a trunk matched by source 127.0.0.1/32 dialling DIDs, so no digest is involved (that is
 test_calls.py's business). Each test registers a fresh agent's contact at the port its sipp UAS then

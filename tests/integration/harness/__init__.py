@@ -12,6 +12,8 @@ Modules:
   sipp         `run_sipp`, `SippResult`, `write_injection_file`, scenario paths
   audio        tones and FFT checks (`write_tone`, `assert_hears`, `dominant_frequency`, ...)
   rawsip       plain-socket SIP: OPTIONS probes, sending malformed bytes
+  calls        live calls and call records of our switch, contacts for sipp agents, `RawPhone` (one
+               dialog over a plain socket with its own RTP/RTCP sockets)
   process      `ManagedProcess`: the subprocess wrapper under all of the above
   ports        free loopback ports and RTP ranges
 """
