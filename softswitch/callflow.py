@@ -787,7 +787,10 @@ class CallFlow:
     def _session(self, state: _CallState) -> RelaySession:
         if state.session is None:
             call_id = state.call.id
-            state.session = self.media.open(call_id)
+            try:
+                state.session = self.media.open(call_id)
+            except Exception as exc:  # no RTP port pair left, a socket error: refuse the call, 503
+                raise MediaRefused(f"no media resources ({exc})", 503) from None
             self._session_ids += 2
             state.origin_a = LocalOrigin(session_id=self._session_ids, address=state.address)
             state.origin_b = LocalOrigin(session_id=self._session_ids + 1, address=state.address)
