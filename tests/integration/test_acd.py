@@ -25,6 +25,8 @@ Each test starts its own switch (UDP only) with prompts generated once per sessi
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 import urllib.request
 from collections.abc import Callable
@@ -42,6 +44,7 @@ from tests.integration.harness import (
     PhoneFactory,
     SoftswitchServer,
     assert_hears,
+    free_udp_range,
     write_tone,
 )
 from tests.integration.harness.audio import load, trim_silence
@@ -53,6 +56,10 @@ pytestmark = pytest.mark.integration
 
 MUSIC_HZ = 500.0
 """The queues' music on hold in these tests: a pure tone, so that music and speech tell apart by FFT."""
+
+# The switches' RTP ports: between the harness's usual 10000-30000 (where other tests and benchmarks on a
+# shared machine bind thousands of ports at a time) and the kernel's ephemeral ports (32768-60999).
+RTP_LOW, RTP_HIGH = 30000, 32768
 
 # Agents' tones (what a caller hears once connected) — all inside the telephone band, well apart.
 TONE_HZ = {"alice": 700, "bob": 1000, "carol": 1100, "dave": 1400}
@@ -86,7 +93,8 @@ AcdFactory = Callable[..., SoftswitchServer]
 @pytest.fixture
 def acd_switch(make_softswitch: Callable[..., SoftswitchServer], sounds_dir: Path) -> AcdFactory:
     """`acd_switch(agents, queues, server={...}, extra={...})`: a started switch (UDP only) with these
-    agents and queues and the session's prompts (other keywords go to `SoftswitchServer`)."""
+    agents and queues, the session's prompts and `rtp_range_size` (200) RTP ports in RTP_LOW..RTP_HIGH
+    (other keywords go to `SoftswitchServer`)."""
 
     def make(
         agents: list[dict[str, Any]],
@@ -96,8 +104,10 @@ def acd_switch(make_softswitch: Callable[..., SoftswitchServer], sounds_dir: Pat
         extra: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> SoftswitchServer:
+        size = kwargs.pop("rtp_range_size", 200)
+        first, last = free_udp_range(size, low=RTP_LOW, high=RTP_HIGH)
         config: dict[str, Any] = {
-            "server": {"sounds_dir": str(sounds_dir), **(server or {})},
+            "server": {"sounds_dir": str(sounds_dir), "rtp_ports": f"{first}-{last}", **(server or {})},
             "queues": queues,
         }
         return make_softswitch(
@@ -913,9 +923,19 @@ def test_reload_adds_a_queue_and_an_agent_without_dropping_a_queue_call(
     assert_hears(
         record_for(other, Path(server.dir) / "dave.wav", 1.0, call=second, settle=0.7), TONE_HZ["dave"]
     )
+
+    # A second reload by SIGHUP (what `systemctl reload` sends) with both calls up: a third queue.
+    config["queues"].append(queue("sales", "7003", skills={"sales": 3}))
+    server.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    os.kill(server.pid, signal.SIGHUP)
+    server.expect_log("reloaded", queues=3, agents=2)
+    for phone, index in ((caller, call), (other, second)):
+        phone.expect_no("call_state", within=0.3, call=index, state="DISCONNECTED")
+    assert {c["state"] for c in server.api("/api/calls")["calls"]} == {"talking"}
     hangup_and_wait((caller, call), (other, second))
     wait_no_calls(server)
     figures = {q["name"]: q["figures"] for q in server.api("/api/queues")["queues"]}
+    assert set(figures) == {"billing", "support", "sales"}, figures
     assert figures["billing"]["answered"] == 1 and figures["support"]["answered"] == 1, figures
     completed = db_wait(
         server,
@@ -991,3 +1011,166 @@ def test_a_queue_caller_is_refused_at_once_when_rtp_ports_run_out(
     assert queue_info(server, "billing")["waiting"] == 1
     hangup_and_wait((caller, first))
     wait_no_calls(server)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# more queue rules: a caller gone while ringing, a busy agent, overflow, relax, VIP, leave_when_empty
+
+
+def test_caller_gone_while_ringing_and_a_busy_agent_are_not_missed_offers(
+    acd_switch: AcdFactory, phones: PhoneFactory, agent_tones: dict[str, Path], music: Path
+) -> None:
+    agents = [agent("alice", "1001", skills={"billing": 9}), agent("bob", "1002", skills={"billing": 5})]
+    server = acd_switch(
+        agents,
+        [
+            queue(
+                "billing",
+                "7001",
+                skills={"billing": 3},
+                strategy="best_skill",
+                ring_timeout=4,
+                moh=str(music),
+            )
+        ],
+    )
+    alice = agent_phone(phones, server, "alice", tone=agent_tones["alice"])
+    bob = agent_phone(phones, server, "bob", tone=agent_tones["bob"], auto_answer=True)
+    wait_agent(server, "alice", "available")
+    wait_agent(server, "bob", "available")
+    caller = caller_phone(phones, server, "caller")
+
+    # The caller gives up while alice's phone rings: her ring is cancelled, it is no miss, the call is
+    # abandoned.
+    call = caller.call(server.user_uri("7001"))
+    connected(caller, call)
+    ring = offered(alice)
+    hangup_and_wait((caller, call))
+    gone = ended(alice, ring["call"], ring["t"], timeout=3)
+    assert gone["code"] == 487, gone
+    state = wait_agent(server, "alice", "available")
+    assert state["misses"] == 0, state
+    wait_queue(server, "billing", lambda q: q["figures"]["abandoned"] == 1, "one abandoned call")
+    bob.expect_no("incoming_call", within=0.1)
+
+    # alice declines the next one (486): it goes to bob at once, long before her 4 s ring timeout.
+    call = caller.call(server.user_uri("7001"))
+    connected(caller, call)
+    ring = offered(alice)
+    alice.reject(486, call=ring["call"])
+    answer = offered(bob, timeout=2)
+    assert answer["t"] - ring["t"] < 2.0
+    answered(bob, answer)
+    hangup_and_wait((caller, call))
+    wait_no_calls(server)
+    rows = db_wait(
+        server,
+        "select kind, agent from queue_events where kind in ('offer_rejected', 'ring_no_answer', 'abandon')",
+        lambda r: len(r) >= 2,
+        "the rejected offer and the abandon",
+    )
+    assert sorted((r["kind"], r["agent"]) for r in rows) == [("abandon", None), ("offer_rejected", "alice")]
+
+
+def test_overflow_and_skill_relaxation_reach_other_agents_after_a_wait(
+    acd_switch: AcdFactory, phones: PhoneFactory, agent_tones: dict[str, Path], music: Path
+) -> None:
+    agents = [
+        agent("alice", "1001", skills={"tech": 3}),  # below the tech queue's 6, until it relaxes to 3
+        agent("bob", "1002", skills={"english": 5}),  # serves the overflow queue only
+    ]
+    queues = [
+        queue(
+            "latvian", "7001", skills={"latvian": 5}, overflow={"after": 1.5, "to": "english"}, moh=str(music)
+        ),
+        queue("english", "7002", skills={"english": 3}, moh=str(music)),
+        queue(
+            "tech", "7003", skills={"tech": 6}, relax=[{"after": 1.5, "skills": {"tech": 3}}], moh=str(music)
+        ),
+    ]
+    server = acd_switch(agents, queues)
+    alice = agent_phone(phones, server, "alice", tone=agent_tones["alice"], auto_answer=True)
+    bob = agent_phone(phones, server, "bob", tone=agent_tones["bob"], auto_answer=True)
+    wait_agent(server, "alice", "available")
+    wait_agent(server, "bob", "available")
+    one = caller_phone(phones, server, "one")
+    two = caller_phone(phones, server, "two")
+    to_latvian = one.call(server.user_uri("7001"))
+    to_tech = two.call(server.user_uri("7003"))
+    connected(one, to_latvian)
+    connected(two, to_tech)
+    start = max(e["t"] for e in (*one.events, *two.events) if e["event"] == "media_active")
+    ring_bob, ring_alice = offered(bob, timeout=5), offered(alice, timeout=5)
+    for ring in (ring_bob, ring_alice):
+        assert ring["t"] - start >= 1.0, f"offered {ring['t'] - start:.2f} s after the call, before 1.5 s"
+    answered(bob, ring_bob)
+    answered(alice, ring_alice)
+    assert_hears(
+        record_for(one, Path(server.dir) / "one.wav", 1.0, call=to_latvian, settle=0.7), TONE_HZ["bob"]
+    )
+    assert_hears(
+        record_for(two, Path(server.dir) / "two.wav", 1.0, call=to_tech, settle=0.7), TONE_HZ["alice"]
+    )
+    hangup_and_wait((one, to_latvian), (two, to_tech))
+    wait_no_calls(server)
+    figures = {q["name"]: q["figures"] for q in server.api("/api/queues")["queues"]}
+    assert figures["latvian"]["overflowed"] == 1 and figures["english"]["answered"] == 1, figures
+    assert figures["tech"]["answered"] == 1, figures
+    kinds = {(r["queue"], r["kind"]) for r in db_rows(server, "select queue, kind from queue_events")}
+    assert {("latvian", "overflow"), ("tech", "relax")} <= kinds, kinds
+
+
+def test_a_vip_caller_is_served_before_an_earlier_caller(
+    acd_switch: AcdFactory, phones: PhoneFactory, agent_tones: dict[str, Path], music: Path
+) -> None:
+    vip = "37120000001"
+    server = acd_switch(
+        [agent("alice", "1001", skills={"billing": 5})],
+        [queue("billing", "7001", skills={"billing": 3}, vip_numbers=[vip], moh=str(music))],
+    )
+    alice = agent_phone(phones, server, "alice", tone=agent_tones["alice"], auto_answer=True)
+    wait_agent(server, "alice", "available")
+    assert server.cli("agent", "pause", "alice").returncode == 0
+    regular = phones("regular", server=server, register=False, id_uri="sip:37120000002@127.0.0.1")
+    important = phones("important", server=server, register=False, id_uri=f"sip:{vip}@127.0.0.1")
+    first = regular.call(server.user_uri("7001"))
+    connected(regular, first)
+    wait_queue(server, "billing", lambda q: q["waiting"] == 1, "the regular caller waiting")
+    second = important.call(server.user_uri("7001"))
+    connected(important, second)
+    wait_queue(server, "billing", lambda q: q["waiting"] == 2, "both callers waiting")
+    assert server.cli("agent", "resume", "alice").returncode == 0
+    ring = offered(alice)
+    assert vip in ring["remote_uri"], f"alice was offered {ring['remote_uri']}, not the VIP caller"
+    answered(alice, ring)
+    assert_hears(
+        record_for(important, Path(server.dir) / "vip.wav", 1.0, call=second, settle=0.7), TONE_HZ["alice"]
+    )
+    assert queue_info(server, "billing")["waiting"] == 1
+    hangup_and_wait((important, second), (regular, first))
+    wait_no_calls(server)
+
+
+def test_leave_when_empty_sends_waiting_callers_out_when_the_last_agent_logs_out(
+    acd_switch: AcdFactory, phones: PhoneFactory, music: Path, sounds_dir: Path, tmp_path: Path
+) -> None:
+    server = acd_switch(
+        [agent("alice", "1001", skills={"billing": 5})],
+        [queue("billing", "7001", skills={"billing": 3}, leave_when_empty=True, moh=str(music))],
+    )
+    agent_phone(phones, server, "alice")
+    wait_agent(server, "alice", "available")
+    assert server.cli("agent", "pause", "alice").returncode == 0  # present, but taking no calls
+    caller = caller_phone(phones, server, "caller", record=tmp_path / "caller.wav")
+    call = caller.call(server.user_uri("7001"))
+    connected(caller, call)
+    caller.expect_no("call_state", within=1.0, state="DISCONNECTED")
+    assert server.cli("agent", "logout", "alice").returncode == 0
+    gone = ended(caller, call, 0.0, timeout=8)
+    assert any(e["event"] == "tsx_rx" and e.get("cseq") == "BYE" for e in caller.events), gone
+    heard = Path(caller.expect("record_done")["path"])
+    assert music_seconds(heard) >= 0.5
+    assert prompt_match(heard, sounds_dir / "no-agents-goodbye.wav") >= 0.8
+    wait_no_calls(server)
+    rows = db_wait(server, "select * from queue_events where kind = 'exit_empty'", bool, "the exit_empty row")
+    assert rows[0]["detail"] == "leave_empty", rows
