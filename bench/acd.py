@@ -18,6 +18,7 @@ waiting callers with music under half a core.) For each level N and each caller 
   clock's health: `/api/status` does not expose the ticker's counters (ticks, late, skipped), so the
   switch's log is searched for its "media clock skipped N ticks" warnings.
 
+The switch's RTP ports come from 30000-32767 (see `rtp_range`), away from the ranges the tests use.
 Then `bench/acd_engine.py --quick` (the engine alone, no I/O) is run for its figures, unless `--no-engine`.
 This machine has 2 cores: sipp and the probes share them with the switch (sipp's CPU is printed too).
 Figures only: nothing here passes or fails on speed; a non-zero exit means the benchmark itself broke.
@@ -51,6 +52,7 @@ from bench.common import ResourceSampler, format_table
 from softswitch.media.g711 import decode_ulaw
 from softswitch.prompts import generate
 from tests.integration.harness.calls import sdp_offer
+from tests.integration.harness.ports import free_udp_range
 from tests.integration.harness.rawsip import SipClient
 from tests.integration.harness.server import SoftswitchServer
 from tests.integration.harness.sipp import SippRun, sipp_available, start_sipp
@@ -233,17 +235,29 @@ class LevelResult:
         return self.cpu_percent / self.waiting if self.waiting else 0.0
 
 
+def rtp_range(level: int) -> str | None:
+    """RTP ports for a switch with `level` waiting callers (each binds two RTP/RTCP pairs: its own leg and
+    the agent leg to come), from 30000-32767 when they fit: the harness's tests pick 200-port ranges in
+    10000-30000 and the kernel's ephemeral ports start at 32768, so a benchmark there disturbs neither."""
+    size = 4 * level + 200
+    if size > 32768 - 30000:
+        return None
+    first, last = free_udp_range(size, low=30000, high=32768)
+    return f"{first}-{last}"
+
+
 def start_switch(workdir: Path, sounds: Path, level: int, mode: str) -> SoftswitchServer:
+    ports = rtp_range(level)
     server = SoftswitchServer(
         workdir,
         [{"id": "agent1", "password": "pw-agent1", "extension": "1001", "skills": {"other": 5}}],
         transports=("udp",),
         name=f"softswitch-{mode}-{level}",
         log_level="info",
-        # Each waiting caller binds two RTP/RTCP port pairs (its own leg and the agent leg to come).
-        rtp_range_size=4 * level + 200,
+        rtp_range_size=4 * level + 200,  # used when `ports` is None
         extra_config={
             "server": {
+                **({"rtp_ports": ports} if ports else {}),
                 "sounds_dir": str(sounds),
                 "security": {"auth_failures": 1_000_000, "ban_time": 0},
                 # silent callers send nothing: keep them for the whole run
