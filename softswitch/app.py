@@ -886,6 +886,17 @@ class App:
             )
         return out
 
+    def _media_clock(self) -> dict[str, int]:
+        ticker = self.relays.ticker
+        return {
+            "members": len(ticker),
+            "ticks": ticker.ticks,
+            "late_ticks": ticker.late_ticks,
+            "skipped_ticks": ticker.skipped_ticks,
+            "errors": ticker.errors,
+            "relays": len(self.relays.runners),
+        }
+
     def status(self) -> dict[str, Any]:
         assert self.endpoint is not None and self.transport is not None
         return {
@@ -900,6 +911,7 @@ class App:
             "calls": len(self.b2bua.calls),
             "counters": dict(self.endpoint.counters),
             "store": self.writer.stats() if self.writer is not None else {},
+            "media_clock": self._media_clock(),
         }
 
 

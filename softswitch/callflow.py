@@ -374,7 +374,8 @@ class CallFlow:
         if route is None:
             b2bua.reject(call, 404, "Not Found (no such number)", now=now, cause="not_found")
             return
-        if call.caller_user is not None and self._is_agent(call.caller_user):
+        if route.kind != "feature" and call.caller_user is not None and self._is_agent(call.caller_user):
+            # An agent placing a call is busy for the ACD (a feature code is not a call).
             state.direct_agents.add(call.caller_user)
             self._direct_call(call.caller_user, True, now)
         if route.kind == "queue":
