@@ -66,6 +66,7 @@ import psutil
 from common import ResourceSampler, format_table, kamailio_available, settle
 
 # (importing common put the repository root on sys.path)
+from softswitch.media.udp import DEFAULT_QUARANTINE
 from tests.integration.harness.kamailio import Kamailio
 from tests.integration.harness.ports import free_port, free_udp_range
 from tests.integration.harness.rawsip import SipClient
@@ -77,6 +78,7 @@ MIN_ACHIEVED = 0.95
 AGENT = ("agent", "pw-agent-x", "1001")
 DID = "+37167000100"
 SWITCH_RTP = (10000, 25999)  # the switch's relay ports; sipp's media ports are picked above them
+QUARANTINE_S = float(DEFAULT_QUARANTINE)  # how long a released RTP port pair rests before reuse
 SIPP_MEDIA = (26000, 30000)
 SIPP_TUNING = ["-max_recv_loops", "10000", "-max_sched_loops", "10000", "-buff_size", "4194304"]
 
@@ -96,6 +98,7 @@ class CallTarget(Protocol):
     def register(self, port: int) -> None: ...
     def describe(self) -> str: ...
     def log_tail(self) -> str: ...
+    def port_exhaustions(self) -> int: ...
 
 
 class SoftswitchCalls:
@@ -140,6 +143,17 @@ class SoftswitchCalls:
 
     def register(self, port: int) -> None:
         register_at(self.server.udp_port, self.server.domain, port)
+
+    def port_exhaustions(self) -> int:
+        """Calls that found no free RTP port pair so far (error lines of this run of the switch)."""
+        with self.server._log_cond:
+            return sum("PortsExhausted" in str(e.get("exc", "")) for e in self.server.log_events)
+
+    def relay_capacity(self, hold_s: float) -> float:
+        """Calls a second the RTP range sustains: a call holds two port pairs for its length plus the
+        allocator's quarantine (softswitch/media/udp.py DEFAULT_QUARANTINE)."""
+        pairs = (SWITCH_RTP[1] - SWITCH_RTP[0] + 1) // 2
+        return pairs / (2 * (hold_s + QUARANTINE_S))
 
     def describe(self) -> str:
         return (
@@ -188,6 +202,9 @@ class KamailioCalls:
     def register(self, port: int) -> None:
         register_at(self.server.port, self.server.domain, port)
 
+    def port_exhaustions(self) -> int:
+        return 0
+
     def describe(self) -> str:
         return (
             f"kamailio 5.6 stateful proxy (tm, record-route, usrloc db_mode 0; children={self.children}, "
@@ -232,6 +249,7 @@ class RateStep:
     successful: int
     failed: int
     callee_failed: int
+    no_rtp_port: int
     retransmissions: int
     achieved: float
     server_cpu: float
@@ -248,6 +266,7 @@ def rate_step(
 ) -> RateStep:
     planned = max(1, round(rate * seconds))
     settle(target.processes())
+    exhausted_before = target.port_exhaustions()
     limit = max(200, int(rate * (hold_ms / 1000.0 + 1.0)))
     bound = seconds * 3 + 30
     uas = start_sipp(
@@ -289,7 +308,10 @@ def rate_step(
     sipp_cpu = 100.0 * (children_cpu() - cpu_before) / max(1e-9, time.perf_counter() - started)
     achieved = creation_rate(result, planned, rate)
     callee_failed = callee.failed + max(0, callee.created - callee.successful - callee.failed)
+    no_rtp_port = target.port_exhaustions() - exhausted_before
     problems = []
+    if no_rtp_port:
+        problems.append(f"{no_rtp_port} calls found no free RTP port")
     if result.failed >= MAX_FAILURE_RATIO * max(1, result.created):
         problems.append(f"{result.failed} caller-side failures")
     if callee_failed >= MAX_FAILURE_RATIO * max(1, callee.created):
@@ -311,6 +333,7 @@ def rate_step(
         successful=result.successful,
         failed=result.failed,
         callee_failed=callee_failed,
+        no_rtp_port=no_rtp_port,
         retransmissions=result.retransmissions,
         achieved=achieved,
         server_cpu=usage.cpu_percent,
@@ -417,7 +440,7 @@ def rate_search(
             else:
                 high = middle
     rate = good.rate
-    for _ in range(4):
+    for _ in range(6):
         step = attempt(rate, args.duration, "confirm")
         if step.ok:
             return step, steps
@@ -434,6 +457,12 @@ def bench_rate(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, 
         print(f"  {name} did not start: {exc}", flush=True)
         return {"target": name, "error": str(exc).splitlines()[0]}
     described = target.describe()
+    if isinstance(target, SoftswitchCalls):
+        capacity = target.relay_capacity(args.hold_ms / 1000.0)
+        described += (
+            f"; RTP ports {SWITCH_RTP[0]}-{SWITCH_RTP[1]} with a {QUARANTINE_S:.0f} s quarantine bound "
+            f"the sustained rate to ~{capacity:.0f} calls/s"
+        )
     print(f"  up: {described}", flush=True)
     try:
         uas_port = free_port("udp+tcp")
