@@ -57,7 +57,7 @@ from tests.integration.harness.rawsip import SipClient, SipResponse, parse_chall
 
 pytestmark = pytest.mark.integration
 
-POOL = 40
+POOL = 80
 TRUNK_SOURCE = "127.0.0.2"
 QUEUE_NUMBER = "+37167009999"
 QUEUE_SHORT = "7001"
