@@ -18,7 +18,6 @@ listens on (`register_contact`). Qualify is off: sipp would count the switch's O
 from __future__ import annotations
 
 import re
-import secrets
 import select
 import time
 from collections.abc import Iterator
@@ -30,11 +29,12 @@ import pytest
 
 from tests.integration.harness import SoftswitchServer
 from tests.integration.harness.calls import (
+    RawPhone,
     cdr,
     cdr_legs,
+    header_of,
     live_calls,
     register_contact,
-    sdp_offer,
     wait_for,
     wait_no_calls,
 )
@@ -142,8 +142,9 @@ def _tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
 
 
 def _no_leaks(pool: Pool) -> Iterator[Pool]:
+    before = {c["id"] for c in live_calls(pool.server)}  # a failed test may leave a call: not ours to judge
     yield pool
-    assert_no_calls(pool.server)
+    assert_no_calls(pool.server, ignore=before)
 
 
 @pytest.fixture
@@ -167,10 +168,15 @@ def tiny(_tiny: Pool) -> Iterator[Pool]:
 # -- helpers -------------------------------------------------------------------------------------------------
 
 
-def assert_no_calls(server: SoftswitchServer, timeout: float = 5.0) -> None:
-    """No live call (`softswitch calls`) and no call state in the B2BUA (`/api/status` calls)."""
-    wait_no_calls(server, timeout=timeout)
-    wait_for(server, lambda: server.api("/api/status")["calls"] == 0, timeout, "the B2BUA to hold no call")
+def assert_no_calls(server: SoftswitchServer, timeout: float = 5.0, ignore: set[str] | None = None) -> None:
+    """No live call (`softswitch calls`) and no call state in the B2BUA (`/api/status` calls) beyond the
+    calls in `ignore` (left by an earlier, failed test)."""
+    left = [c["id"] for c in live_calls(server) if c["id"] not in (ignore or set())]
+    wait_no_calls(server, ids=left, timeout=timeout)
+    limit = len(ignore or ())
+    wait_for(
+        server, lambda: server.api("/api/status")["calls"] <= limit, timeout, "the B2BUA to hold no new call"
+    )
 
 
 def sipp_agent(
@@ -272,71 +278,36 @@ def test_a_late_ack_gets_the_200_retransmitted_and_the_call_kept(switch: Pool, s
         assert cdr(server, call_id)["hangup_cause"] == "bye"
 
 
-def _respond(
-    request: bytes, status: int, reason: str, *, tag: str, extra: list[str], body: bytes = b""
-) -> bytes:
-    """A response to `request` (§8.2.6.2: Via, From, Call-ID, CSeq copied; our tag added to To)."""
-    head = request.split(b"\r\n\r\n", 1)[0].decode(errors="replace").split("\r\n")
-    lines = [f"SIP/2.0 {status} {reason}"]
-    for line in head[1:]:
-        name = line.partition(":")[0].strip().lower()
-        if name in ("via", "v", "from", "f", "call-id", "i", "cseq"):
-            lines.append(line)
-        elif name in ("to", "t"):
-            lines.append(line if ";tag=" in line or status == 100 else f"{line};tag={tag}")
-    lines += extra
-    if body:
-        lines.append("Content-Type: application/sdp")
-    lines += [f"Content-Length: {len(body)}", "", ""]
-    return "\r\n".join(lines).encode() + body
-
-
-def _next(phone: SipClient, method: str, timeout: float = 3.0) -> bytes:
-    """The next request of `method` to `phone` (qualify OPTIONS are answered on the way)."""
-    while True:
-        message = phone.next_request(timeout)
-        assert message is not None, f"no {method} arrived within {timeout} s"
-        if message.startswith(b"OPTIONS "):
-            phone.answer_request(message)
-            continue
-        assert message.startswith(method.encode() + b" "), message.decode(errors="replace")
-        return message
-
-
 def test_the_switch_acks_every_copy_of_the_agents_200(switch: Pool, sipp_dir: Path) -> None:
     server = switch.server
-    agent = switch.take()
-    with SipClient("127.0.0.1", server.udp_port) as phone:
-        _, registered = phone.register(agent.id, agent.password, domain=server.domain)
-        assert registered is not None and registered.status == 200, registered
+    person = switch.take()
+    agent = RawPhone(server, person.id, password=person.password)
+    try:
+        agent.register()
         uac = start_sipp(
             "uac_basic",
             switch.target,
             directory=sipp_dir,
-            service=agent.did,
+            service=person.did,
             calls=1,
             extra_args=["-d", "1500"],
         )
-        invite = _next(phone, "INVITE")
-        tag = secrets.token_hex(4)
-        contact = [f"Contact: <{phone.contact(agent.id)}>"]
-        phone.send(_respond(invite, 180, "Ringing", tag=tag, extra=contact))
-        ok = _respond(invite, 200, "OK", tag=tag, extra=contact, body=sdp_offer(phone.local[1] + 2))
-        phone.send(ok)
-        first_ack = _next(phone, "ACK")
-        phone.send(ok)  # as if the ACK had been lost: the same 200 again
-        second_ack = _next(phone, "ACK", timeout=2.0)
+        ok = agent.accept(agent.next_request("INVITE"))
+        first_ack = agent.next_request("ACK")
+        agent.sip.send(ok)  # as if the ACK had been lost: the same 200 again
+        second_ack = agent.next_request("ACK", timeout=2.0)
         assert second_ack.split(b"\r\n")[0] == first_ack.split(b"\r\n")[0]
-        bye = _next(phone, "BYE", timeout=5.0)
-        phone.send(_respond(bye, 200, "OK", tag=tag, extra=[]))
+        agent.respond(agent.next_request("BYE", timeout=5.0), 200)
         uac.wait().assert_ok(successful=1)
-    (call_id,) = call_ids(server, agent.did, 1)
+    finally:
+        agent.close()
+    (call_id,) = call_ids(server, person.did, 1)
     row = cdr(server, call_id)
     assert (row["disposition"], row["hangup_cause"], row["hangup_by"]) == ("answered", "bye", "caller"), row
 
 
-def _first_of(method: str, timeout: float, **sockets: SipClient) -> tuple[str, str]:
-    """(name, text) of the first `method` request arriving on any of `sockets` (OPTIONS answered)."""
+def _first_of(method: str, timeout: float, **sockets: SipClient) -> tuple[str, bytes]:
+    """(name, message) of the first `method` request arriving on any of `sockets` (OPTIONS answered)."""
     deadline = time.monotonic() + timeout
     while (remaining := deadline - time.monotonic()) > 0:
         ready, _, _ = select.select([c.sock for c in sockets.values()], [], [], remaining)
@@ -348,125 +319,83 @@ def _first_of(method: str, timeout: float, **sockets: SipClient) -> tuple[str, s
                 if message.startswith(b"OPTIONS "):
                     client.answer_request(message)
                 elif message.startswith(method.encode() + b" "):
-                    return name, message.decode(errors="replace")
+                    return name, message
     raise AssertionError(f"no {method} arrived at any of {list(sockets)} within {timeout} s")
 
 
-def test_the_agents_record_route_is_honoured_on_its_leg(switch: Pool, sipp_dir: Path) -> None:
-    """The agent sits behind a record-routing proxy: ACK and BYE go to the proxy with a Route header."""
+def _route_of(request: bytes) -> str:
+    return header_of(request, "route") or ""
+
+
+def test_the_agents_record_route_is_honoured_on_its_leg(switch: Pool) -> None:
+    """The agent sits behind a record-routing proxy: ACK and BYE go to the proxy with a Route header
+    (RFC 3261 §12.1.2, §12.2.1.1, §8.1.2: a request goes to its first Route URI, a loose router)."""
     server = switch.server
-    agent = switch.take()
-    with (
-        SipClient("127.0.0.1", server.udp_port) as phone,
-        SipClient("127.0.0.1", server.udp_port) as proxy,
-    ):
-        _, registered = phone.register(agent.id, agent.password, domain=server.domain)
-        assert registered is not None and registered.status == 200, registered
-        uac = start_sipp(
-            "uac_basic",
-            switch.target,
-            directory=sipp_dir,
-            service=agent.did,
-            calls=1,
-            extra_args=["-d", "300"],
-        )
-        invite = _next(phone, "INVITE")
-        tag = secrets.token_hex(4)
+    person = switch.take()
+    agent = RawPhone(server, person.id, password=person.password)
+    caller = RawPhone(server, "carrier")
+    proxy = SipClient("127.0.0.1", server.udp_port)
+    ended = False
+    try:
+        agent.register()
         route = f"<sip:127.0.0.1:{proxy.local[1]};lr>"
-        extra = [f"Contact: <{phone.contact(agent.id)}>", f"Record-Route: {route}"]
-        phone.send(_respond(invite, 200, "OK", tag=tag, extra=extra, body=sdp_offer(phone.local[1] + 2)))
-        where, ack = _first_of("ACK", 3.0, proxy=proxy, phone=phone)
-        assert where == "proxy", f"the ACK went to the phone, not to its Record-Route hop:\n{ack}"
-        where, bye = _first_of("BYE", 5.0, proxy=proxy, phone=phone)
-        assert where == "proxy", f"the BYE went to the phone, not to its Record-Route hop:\n{bye}"
+        cseq = caller.start_invite(person.did)
+        agent.accept(agent.next_request("INVITE"), headers=[f"Record-Route: {route}"])
+        assert caller.finish_invite(cseq).status == 200
+        where, ack = _first_of("ACK", 3.0, proxy=proxy, phone=agent.sip)
+        assert where == "proxy", f"the ACK went to the phone, not to its Record-Route hop:\n{ack.decode()}"
+        caller.send_request("BYE")
+        where, bye = _first_of("BYE", 3.0, proxy=proxy, phone=agent.sip)
+        assert where == "proxy", f"the BYE went to the phone, not to its Record-Route hop:\n{bye.decode()}"
         for request in (ack, bye):
-            assert request.split(" ")[1] == phone.contact(agent.id), request
-            assert re.search(rf"^Route:\s*{re.escape(route)}\s*$", request, re.MULTILINE | re.IGNORECASE), (
-                request
-            )
-        proxy.send(_respond(bye.encode(), 200, "OK", tag=tag, extra=[]))
-        uac.wait().assert_ok(successful=1)
+            assert request.split(b" ")[1].decode() == agent.contact, request
+            assert _route_of(request) == route, request
+        agent.respond(bye, 200)
+        ended = True
+    finally:
+        if not ended:
+            _hang_up_quietly(caller, agent)
+        for phone in (agent, caller):
+            phone.close()
+        proxy.close()
+
+
+def _hang_up_quietly(by: RawPhone, other: RawPhone) -> None:
+    """End a call a failed test left up, if it is (BYE from `by`; `other` answers the switch's BYE)."""
+    try:
+        by.send_request("BYE")
+        other.respond(other.next_request("BYE", timeout=1.0), 200)
+    except (AssertionError, OSError):
+        pass
 
 
 def test_the_callers_record_route_is_honoured_on_its_leg(switch: Pool) -> None:
     """The caller (a carrier) sits behind a record-routing proxy: the switch's BYE goes to the proxy."""
     server = switch.server
-    agent = switch.take()
-    with (
-        SipClient("127.0.0.1", server.udp_port) as phone,
-        SipClient("127.0.0.1", server.udp_port) as caller,
-        SipClient("127.0.0.1", server.udp_port) as proxy,
-    ):
-        _, registered = phone.register(agent.id, agent.password, domain=server.domain)
-        assert registered is not None and registered.status == 200, registered
-        uri = f"sip:{agent.did}@127.0.0.1:{server.udp_port}"
+    person = switch.take()
+    agent = RawPhone(server, person.id, password=person.password)
+    caller = RawPhone(server, "carrier")
+    proxy = SipClient("127.0.0.1", server.udp_port)
+    ended = False
+    try:
+        agent.register()
         route = f"<sip:127.0.0.1:{proxy.local[1]};lr>"
-        data, call_id, number = caller.request(
-            "INVITE",
-            uri,
-            from_uri="sip:carrier@127.0.0.1",
-            to_uri=uri,
-            headers=[
-                ("Record-Route", route),
-                ("Contact", f"<{caller.contact('carrier')}>"),
-                ("Content-Type", "application/sdp"),
-            ],
-            body=sdp_offer(caller.local[1] + 2),
-        )
-        caller.send(data)
-        invite = _next(phone, "INVITE")
-        tag = secrets.token_hex(4)
-        contact = [f"Contact: <{phone.contact(agent.id)}>"]
-        phone.send(_respond(invite, 200, "OK", tag=tag, extra=contact, body=sdp_offer(phone.local[1] + 2)))
-        answer = caller.response(3.0, call_id=call_id, cseq=number)
-        assert answer is not None and answer.status == 200, answer
-        caller.ack(answer, re.sub(r"^.*<([^>]+)>.*$", r"\1", answer.get("contact") or ""))
-        _next(phone, "ACK")
-        # The agent hangs up; the switch ends the caller's leg through the caller's proxy.
-        bye, _, _ = phone.request(
-            "BYE",
-            invite.decode().split("\r\n")[0].split()[1],
-            from_uri=f"sip:{agent.id}@127.0.0.1",
-            headers=[],
-        )
-        phone.send(_in_dialog(invite, bye.decode(), tag))
-        where, to_caller = _first_of("BYE", 3.0, proxy=proxy, caller=caller)
-        assert where == "proxy", f"the BYE went to the caller, not to its Record-Route hop:\n{to_caller}"
-        assert to_caller.split(" ")[1] == caller.contact("carrier"), to_caller
-        assert re.search(rf"^Route:\s*{re.escape(route)}\s*$", to_caller, re.MULTILINE | re.IGNORECASE), (
-            to_caller
-        )
-        proxy.send(_respond(to_caller.encode(), 200, "OK", tag="", extra=[]))
-
-
-def _in_dialog(invite: bytes, request: str, tag: str) -> bytes:
-    """`request` (built by SipClient.request) rewritten into the dialog of an INVITE we answered with `tag`:
-    our From (the INVITE's To with our tag), its To (the INVITE's From), its Call-ID, the INVITE's Contact
-    as the Request-URI."""
-    head = invite.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")
-
-    def value(name: str) -> str:
-        for line in head[1:]:
-            key, _, rest = line.partition(":")
-            if key.strip().lower() == name:
-                return rest.strip()
-        raise AssertionError(f"no {name} in the INVITE")
-
-    contact = re.sub(r"^.*<([^>]+)>.*$", r"\1", value("contact"))
-    lines = request.split("\r\n")
-    method = lines[0].split()[0]
-    out = [f"{method} {contact} SIP/2.0"]
-    for line in lines[1:]:
-        key = line.partition(":")[0].strip().lower()
-        if key == "from":
-            out.append(f"From: {value('to')};tag={tag}")
-        elif key == "to":
-            out.append(f"To: {value('from')}")
-        elif key == "call-id":
-            out.append(f"Call-ID: {value('call-id')}")
-        else:
-            out.append(line)
-    return "\r\n".join(out).encode()
+        cseq = caller.start_invite(person.did, headers=[("Record-Route", route)])
+        agent.accept(agent.next_request("INVITE"))
+        assert caller.finish_invite(cseq).status == 200
+        agent.next_request("ACK")
+        agent.send_request("BYE")  # the agent hangs up; the switch ends the caller's leg
+        where, bye = _first_of("BYE", 3.0, proxy=proxy, caller=caller.sip)
+        assert where == "proxy", f"the BYE went to the caller, not to its Record-Route hop:\n{bye.decode()}"
+        assert bye.split(b" ")[1].decode() == caller.contact and _route_of(bye) == route, bye
+        caller.respond(bye, 200)
+        ended = True
+    finally:
+        if not ended:
+            _hang_up_quietly(agent, caller)
+        for phone in (agent, caller):
+            phone.close()
+        proxy.close()
 
 
 def test_a_caller_that_never_acks_is_hung_up_after_64_t1(fast: Pool, sipp_dir: Path) -> None:
@@ -574,45 +503,19 @@ def test_a_call_that_finds_no_free_rtp_port_is_refused_at_once(tiny: Pool) -> No
     """With every RTP port taken by a ringing call, the next caller gets 503 at once (not 32 s of silence
     and a 500), and the switch keeps working."""
     server = tiny.server
-    agent = tiny.take()
-    with (
-        SipClient("127.0.0.1", server.udp_port) as phone,
-        SipClient("127.0.0.1", server.udp_port) as first,
-        SipClient("127.0.0.1", server.udp_port) as second,
-    ):
-        _, registered = phone.register(agent.id, agent.password, domain=server.domain)
-        assert registered is not None and registered.status == 200, registered
-        uri = f"sip:{agent.did}@127.0.0.1:{server.udp_port}"
-        headers = [("Contact", f"<{first.contact('carrier')}>"), ("Content-Type", "application/sdp")]
-        ringing, call_id, number = first.request(
-            "INVITE",
-            uri,
-            from_uri="sip:carrier@127.0.0.1",
-            to_uri=uri,
-            headers=headers,
-            body=sdp_offer(first.local[1] + 2),
-        )
-        first.send(ringing)
-        invite = _next(phone, "INVITE")  # the first call holds its two port pairs while it rings
-        refused, _ = raw_call(second, uri)
-        assert refused is not None, "no final answer within 3 s to a call that found no free RTP port"
+    person = tiny.take()
+    agent = RawPhone(server, person.id, password=person.password)
+    first = RawPhone(server, "carrier")
+    second = RawPhone(server, "carrier")
+    try:
+        agent.register()
+        ringing = first.start_invite(person.did)
+        invite = agent.next_request("INVITE")  # the first call holds its two port pairs while it rings
+        refused = second.finish_invite(second.start_invite(person.did), timeout=3.0)
         assert refused.status == 503, refused.status_line
         # The ringing call is unharmed: the agent declines it and the caller hears that.
-        phone.send(_respond(invite, 486, "Busy Here", tag=secrets.token_hex(4), extra=[]))
-        answer = first.response(3.0, call_id=call_id, cseq=number)
-        assert answer is not None and answer.status == 486, answer
-        first.ack(answer, uri)
-
-
-def raw_call(client: SipClient, uri: str, timeout: float = 3.0) -> tuple[Any, Any]:
-    """INVITE `uri` from `client` (a trunk: no digest) with an offer; the final answer (ACKed) or None."""
-    headers = [("Contact", f"<{client.contact('carrier')}>"), ("Content-Type", "application/sdp")]
-    return client.transact(
-        "INVITE",
-        uri,
-        from_uri="sip:carrier@127.0.0.1",
-        to_uri=uri,
-        headers=headers,
-        body=sdp_offer(client.local[1] + 2),
-        timeout=timeout,
-    )
+        agent.respond(invite, 486)
+        assert first.finish_invite(ringing).status == 486
+    finally:
+        for phone in (agent, first, second):
+            phone.close()

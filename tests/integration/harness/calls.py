@@ -355,19 +355,30 @@ class RawPhone:
 
     # -- as the callee --
 
-    def accept(self, invite: bytes, sdp: bytes | None = None) -> None:
-        """Answer an INVITE from the switch with 200 and our offer/answer; sets up the dialog."""
+    def accept(
+        self, invite: bytes, sdp: bytes | None = None, *, headers: list[str] | None = None
+    ) -> bytes:
+        """Answer an INVITE from the switch with 200 and our SDP (plus raw header lines `headers`); sets up
+        the dialog; returns the 200 as sent (send it again to play a retransmission)."""
         self.last_invite = invite
         self.call_id = header_of(invite, "call-id") or ""
         self.remote_tag = tag_of(header_of(invite, "from") or "")
         self.remote_uri = uri_of(header_of(invite, "from") or "")
         self.local_uri = uri_of(header_of(invite, "to") or "")
         self.remote_target = uri_of(header_of(invite, "contact") or "")
-        self.respond(invite, 200, body=sdp if sdp is not None else self.sdp())
+        return self.respond(invite, 200, body=sdp if sdp is not None else self.sdp(), headers=headers)
 
     # -- both --
 
-    def respond(self, request: bytes, status: int, reason: str = "", *, body: bytes = b"") -> bytes:
+    def respond(
+        self,
+        request: bytes,
+        status: int,
+        reason: str = "",
+        *,
+        body: bytes = b"",
+        headers: list[str] | None = None,
+    ) -> bytes:
         head = request.split(b"\r\n\r\n", 1)[0].decode(errors="replace").split("\r\n")
         lines = [f"SIP/2.0 {status} {reason or _REASONS.get(status, 'Answer')}"]
         for line in head[1:]:
@@ -381,6 +392,7 @@ class RawPhone:
                 lines.append(line if tag_of(line) else f"{line};tag={self.local_tag}")
         if 200 <= status < 300 and request.startswith((b"INVITE ", b"UPDATE ")):
             lines.append(f"Contact: <{self.contact}>")
+        lines += headers or []
         if body:
             lines.append("Content-Type: application/sdp")
         lines += [f"Content-Length: {len(body)}", "", ""]
