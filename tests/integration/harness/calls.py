@@ -355,9 +355,7 @@ class RawPhone:
 
     # -- as the callee --
 
-    def accept(
-        self, invite: bytes, sdp: bytes | None = None, *, headers: list[str] | None = None
-    ) -> bytes:
+    def accept(self, invite: bytes, sdp: bytes | None = None, *, headers: list[str] | None = None) -> bytes:
         """Answer an INVITE from the switch with 200 and our SDP (plus raw header lines `headers`); sets up
         the dialog; returns the 200 as sent (send it again to play a retransmission)."""
         self.last_invite = invite
