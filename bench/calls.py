@@ -516,7 +516,9 @@ class RtpProbe:
         self.streams: list[tuple[socket.socket, tuple[str, int], StreamStats, int]] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._sent_at: dict[tuple[int, int], float] = {}
+        # (stream, seq) -> sent during the measurement window? Packets are counted by when they were sent,
+        # so the ones still in flight when the window closes are not taken for lost.
+        self._sent_at: dict[tuple[int, int], bool] = {}
         self._last_transit: dict[int, float] = {}
         self.measuring = False
 
@@ -550,8 +552,9 @@ class RtpProbe:
                     sock.sendto(header + STAMP.pack(now) + payload, remote)
                 except OSError:
                     continue
-                self._sent_at[(index, seq & 0xFFFF)] = now
-                if self.measuring:
+                measured = self.measuring
+                self._sent_at[(index, seq & 0xFFFF)] = measured
+                if measured:
                     stats.sent += 1
             seq += 1
             next_at += 0.020
@@ -573,13 +576,14 @@ class RtpProbe:
                 index = by_fd[sock.fileno()]
                 _, _, seq, _, _ = RTP_HEADER.unpack_from(data)
                 (sent,) = STAMP.unpack_from(data, RTP_HEADER.size)
-                if self._sent_at.pop((index, seq), None) is None:
-                    continue  # a duplicate, or sent before the last reset
+                measured = self._sent_at.pop((index, seq), None)
+                if measured is None:
+                    continue  # a duplicate
                 stats = self.streams[index][2]
                 transit = (arrived - sent) * 1000.0
                 previous = self._last_transit.get(index)
                 self._last_transit[index] = transit
-                if not self.measuring:
+                if not measured:
                     continue
                 stats.received += 1
                 stats.transits_ms.append(transit)
