@@ -49,7 +49,9 @@ SHORT_TIMERS = {
             "min_expires": MIN_EXPIRES,
             "qualify_interval": QUALIFY_INTERVAL,
             "qualify_timeout": QUALIFY_TIMEOUT,
-        }
+        },
+        # Both algorithms offered (RFC 8760), MD5 first for pjsua2 and sipp; SHA-256 for the raw client.
+        "security": {"digest_algorithms": ["MD5", "SHA-256"]},
     }
 }
 
