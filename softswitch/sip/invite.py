@@ -28,7 +28,8 @@ Theory of operation:
   `ReinviteCompleted` and must answer with `ack(leg, sdp)`: the ACK waits for it.
 * Within the dialog (either role): requests are matched by (Call-ID, local tag, remote tag) — no match is
   481, an unmatched ACK is dropped — and ordered by CSeq (lower is 500, §12.2.2). Every request we send
-  carries the route set as Route (§12.2.1.1) and goes out on `leg.flow`, the flow the INVITE came in on or
+  carries the route set as Route (§12.2.1.1) and goes to its first hop when a proxy record-routed from
+  another address, else out on `leg.flow`, the flow the INVITE came in on or
   was sent on, whatever the peer's Contact says (phones behind NAT; RFC 5626 §5), while the Request-URI
   is still the remote target. A BYE received is answered 200 and reported `Ended(by="remote")`; pending
   requests from the peer get 487 (§15.1.2). Our `bye` is reported `Ended(by="local")` when its answer (or
@@ -74,6 +75,7 @@ glare needs it; which body is an offer and which an answer is the caller's busin
 from __future__ import annotations
 
 import heapq
+import ipaddress
 import logging
 import random
 from collections import deque
@@ -85,7 +87,7 @@ from typing import Any, Final, Literal, Protocol
 from softswitch.sip.dialog import Dialog, DialogId
 from softswitch.sip.errors import LocalProtocolError, SipParseError
 from softswitch.sip.flow import Flow
-from softswitch.sip.headers import quote
+from softswitch.sip.headers import parse_name_addr, quote
 from softswitch.sip.message import Headers, Message, Request, Response, new_call_id, new_tag
 from softswitch.sip.timers import TimerValues
 from softswitch.sip.transaction import ClientTransaction, Ict, Ist, ServerTransaction
@@ -462,6 +464,32 @@ def _foreign_body(message: Message) -> bool:
     return bool(message.body) and message.content_type != SDP
 
 
+def _route_flow(leg: Leg) -> Flow:
+    """Where an in-dialog request of `leg` goes (§12.2.1.1, §8.1.2): the first hop of the route set when
+    it names an address other than the one the leg's INVITE came from or went to (a proxy that
+    record-routed), else the leg's own flow — the phone's NAT pinhole or connection (RFC 5626 §5).
+    Host names in routes are not resolved (no RFC 3263 here): such a route falls back to the flow."""
+    dialog = leg.dialog
+    flow = leg.flow
+    if dialog is None or not dialog.route_set:
+        return flow
+    try:
+        uri = parse_name_addr(dialog.route_set[0]).uri
+    except SipParseError:
+        return flow
+    if not isinstance(uri, SipUri):
+        return flow
+    try:
+        host = str(ipaddress.ip_address(uri.host))
+    except ValueError:
+        return flow
+    transport = uri.transport or ("tls" if uri.scheme == "sips" else flow.transport)
+    port = uri.port or (5061 if transport == "tls" else 5060)
+    if (host, port) == flow.remote and transport == flow.transport:
+        return flow
+    return Flow(transport, (host, port), flow.local)
+
+
 def _bracket(contact: str) -> str:
     return contact if contact.startswith("<") else f"<{contact}>"
 
@@ -821,7 +849,7 @@ class InviteLayer:
         key = (response.to.tag or "", response.cseq.seq)
         ack = leg._acks.get(key)
         if ack is not None:
-            self.sender.send_stateless(ack, leg.flow)
+            self.sender.send_stateless(ack, _route_flow(leg))
         else:
             self._ack_and_bye(leg, response, now)
 
@@ -1088,7 +1116,8 @@ class InviteLayer:
         tag = response.to.tag or ""
         ack = leg._acks.get((tag, response.cseq.seq))
         if ack is not None:
-            self.sender.send_stateless(ack, leg.flow)  # a retransmission: the same ACK again (§13.2.2.4)
+            # a retransmission: the same ACK again (§13.2.2.4)
+            self.sender.send_stateless(ack, _route_flow(leg))
             return
         if leg.state not in _UNANSWERED_UAC:
             # Not the answer we wait for: cancelled, failed already, or a second fork (§13.2.2.4: ACK
@@ -1137,13 +1166,13 @@ class InviteLayer:
         leg._acks[key] = ack
         if leg._ack_pending == key:
             leg._ack_pending = None
-        self.sender.send_stateless(ack, leg.flow)
+        self.sender.send_stateless(ack, _route_flow(leg))
 
     def _ack_and_bye(self, leg: Leg, response: Response, now: float) -> None:
         """A 2xx we do not want: ACK it (the UAS retransmits until we do) and BYE its dialog."""
         key = (response.to.tag or "", response.cseq.seq)
         if key in leg._acks:
-            self.sender.send_stateless(leg._acks[key], leg.flow)
+            self.sender.send_stateless(leg._acks[key], _route_flow(leg))
             return
         tag = response.to.tag
         if not tag:
@@ -1156,7 +1185,7 @@ class InviteLayer:
         via = self.sender.via_for(leg.flow)
         ack = dialog.create_request("ACK", via=via, contact=None, cseq=response.cseq.seq)
         leg._acks[key] = ack
-        self.sender.send_stateless(ack, leg.flow)
+        self.sender.send_stateless(ack, _route_flow(leg))
         bye = dialog.create_request("BYE", via=self.sender.via_for(leg.flow), contact=None)
         self._send(leg, bye, "orphan", now)
 
@@ -1169,7 +1198,7 @@ class InviteLayer:
         if is_invite and status < 300:
             key = (response.to.tag or "", response.cseq.seq)
             if key in leg._acks:
-                self.sender.send_stateless(leg._acks[key], leg.flow)
+                self.sender.send_stateless(leg._acks[key], _route_flow(leg))
                 return
         offer = leg._offer
         if offer is None or offer.tx is not tx:
@@ -1389,7 +1418,7 @@ class InviteLayer:
         return leg.dialog
 
     def _send(self, leg: Leg, request: Request, purpose: _Purpose, now: float) -> ClientTransaction:
-        tx = self.sender.send_request(request, leg.flow, now=now)
+        tx = self.sender.send_request(request, _route_flow(leg), now=now)
         tx.user_data = _Sent(leg, purpose)
         return tx
 
