@@ -89,7 +89,7 @@ from softswitch.sip.b2bua import (
     best_failure,
 )
 from softswitch.sip.invite import Leg as SipLeg
-from softswitch.sip.location import Binding
+from softswitch.sip.location import Binding, Reachability
 from softswitch.store.records import CallRecord, LegRecord
 
 __all__ = [
@@ -206,6 +206,7 @@ class Sounds(Protocol):
 
 class Locations(Protocol):
     def bindings(self, aor: str, *, now: float) -> list[Binding]: ...
+    def peek_reachability(self, aor: str, key: str) -> Reachability | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,8 +347,8 @@ class CallFlow:
                 self._answered(call, target, sdp, now)
             case ForkFailed(call=call, target=target, status=status):
                 self._fork_failed(call, target, status, now)
-            case ConnectFailed(call=call, status=status, reason=reason):
-                self._connect_failed(call, status, reason, now)
+            case ConnectFailed(call=call, status=status, reason=reason, statuses=statuses):
+                self._connect_failed(call, status, reason, statuses, now)
             case CallDtmf(call=call, side=side, digit=digit):
                 self._dtmf(call, side, digit, "info", now)
             case CallEnded(call=call, status=status):
@@ -393,10 +394,21 @@ class CallFlow:
             return
         self._ring_user(state, user, now)
 
+    def _targets(self, user_id: str, now: float) -> list[Target]:
+        """The contacts to ring for a user: every live binding except those whose qualify failed (a
+        phone known to be gone is not rung; the next qualify brings it back)."""
+        locations = self.locations
+        out = []
+        for binding in locations.bindings(self.directory.aor(user_id), now=now):
+            reach = locations.peek_reachability(binding.aor, binding.key)
+            if reach is not None and reach.reachable is False:
+                continue
+            out.append(Target(binding.contact, binding.flow, user_id))
+        return out
+
     def _ring_user(self, state: _CallState, user: UserInfo, now: float) -> None:
         call = state.call
-        bindings = self.locations.bindings(self.directory.aor(user.id), now=now)
-        targets = [Target(b.contact, b.flow, user.id) for b in bindings]
+        targets = self._targets(user.id, now)
         if not targets:
             if call.a_answered:
                 self._goodbye(state, "unreachable", now)
@@ -477,7 +489,11 @@ class CallFlow:
         )
         self.acd.offer_failed(call.id, target.label, reason=reason, now=now)
 
-    def _connect_failed(self, call: Call, status: int, reason: str, now: float) -> None:
+    def _connect_failed(
+        self, call: Call, status: int, reason: str, statuses: tuple[int, ...], now: float
+    ) -> None:
+        # Every fork unreachable (408 no response, 503 flow gone) is not the same as nobody answering.
+        cause = "unreachable" if statuses and all(s in (408, 503) for s in statuses) else _cause_for(status)
         state = self._calls.get(call.id)
         if state is not None:
             self._close_attempts(state, now)
@@ -485,9 +501,9 @@ class CallFlow:
             if state.in_acd:
                 return  # the engine heard about each fork (ForkFailed) and decides what next
             if call.a_answered:
-                self._goodbye(state, _cause_for(status), now)
+                self._goodbye(state, cause, now)
                 return
-        self._b2bua().reject(call, status, None, now=now, cause=_cause_for(status))
+        self._b2bua().reject(call, status, None, now=now, cause=cause)
 
     def _close_attempts(self, state: _CallState, now: float) -> None:
         results = state.call.fork_results
@@ -633,8 +649,7 @@ class CallFlow:
         acd = self.acd
         assert acd is not None
         call = state.call
-        bindings = self.locations.bindings(self.directory.aor(agent), now=now)
-        targets = [Target(b.contact, b.flow, agent) for b in bindings]
+        targets = self._targets(agent, now)
         if not targets or call.state is CallState.ENDED:
             acd.offer_failed(call.id, agent, reason="unreachable", now=now)
             return

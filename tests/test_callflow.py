@@ -95,6 +95,9 @@ class FakeLocations:
     def bindings(self, aor: str, *, now: float) -> list[Binding]:
         return [b for b in self.table.get(aor, []) if b.expires_at > now]
 
+    def peek_reachability(self, aor: str, key: str) -> None:
+        return None  # qualify has not spoken: every binding is worth ringing
+
 
 @dataclass
 class Switch:

@@ -82,6 +82,10 @@ Side = Literal["a", "b"]
 
 #: Seconds a new call may wait for a routing decision before the switch refuses it (500).
 ROUTING_TIMEOUT = 32.0
+#: Seconds a fork may go without any response (not even 100 Trying) before the switch gives up on it as
+#: unreachable (408). A phone that is there answers in milliseconds; one that vanished from home Wi-Fi
+#: would otherwise keep the caller ringing for the whole ring timeout (Timer B is 32 s).
+NO_RESPONSE_TIMEOUT = 5.0
 
 
 class MediaRefused(Exception):
@@ -239,6 +243,13 @@ class CallEnded:
 CallEvent = CallIncoming | CallRinging | CallAnswered | ConnectFailed | ForkFailed | CallDtmf | CallEnded
 
 
+class _NoCall:
+    forks: dict[Leg, Target] = {}  # noqa: RUF012 - an empty stand-in, never written
+
+
+_NO_CALL = _NoCall()
+
+
 class Authorizer(Protocol):
     def check_auth(self, tx: ServerTransaction, *, now: float) -> AuthCheck: ...
 
@@ -267,6 +278,7 @@ class B2bua:
         self.calls: dict[str, Call] = {}
         self._events: deque[CallEvent] = deque()
         self._ring_heap: list[tuple[float, int, str]] = []
+        self._silent_forks: list[tuple[float, int, str, Leg]] = []  # (deadline, seq, call id, fork)
         self._seq = itertools.count()
 
     # -- the sans-IO surface ---------------------------------------------------------------------------
@@ -285,12 +297,25 @@ class B2bua:
                 continue
             candidates.append(at)
             break
+        silent = self._silent_forks
+        while silent and silent[0][3] not in self.calls.get(silent[0][2], _NO_CALL).forks:
+            heapq.heappop(silent)
+        if silent:
+            candidates.append(silent[0][0])
         present = [c for c in candidates if c is not None]
         return min(present) if present else None
 
     def handle_timer(self, *, now: float) -> None:
         self.invites.handle_timer(now=now)
         self._drain(now)
+        silent = self._silent_forks
+        while silent and silent[0][0] <= now:
+            _, _, call_id, leg = heapq.heappop(silent)
+            call = self.calls.get(call_id)
+            if call is None or leg not in call.forks or leg.state is not LegState.CALLING:
+                continue  # gone, answered, or it responded: it is there
+            self.invites.cancel(leg, now=now)
+            self._fork_failed(call, leg, 408, "no response", now)
         heap = self._ring_heap
         while heap and heap[0][0] <= now:
             at, _, call_id = heapq.heappop(heap)
@@ -390,6 +415,7 @@ class B2bua:
             )
             leg.user_data = call
             call.forks[leg] = target
+            heapq.heappush(self._silent_forks, (now + NO_RESPONSE_TIMEOUT, next(self._seq), call.id, leg))
         deadline = now + ring_timeout
         if not add or not ringing or call.ring_deadline is None or deadline > call.ring_deadline:
             call.ring_deadline = deadline

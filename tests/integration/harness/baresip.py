@@ -336,7 +336,10 @@ class Baresip:
         """The newest complete sndfile dump of `kind` ("dec": what was received, "enc": what was sent)."""
         deadline = time.monotonic() + timeout
         while True:
-            files = sorted(self.recordings_dir.glob(f"*-{kind}.wav"), key=lambda p: p.stat().st_mtime)
+            # baresip 1.0's sndfile names its dumps `dump-<time>-dec.wav` or, in some builds, without the
+            # extension: take either.
+            found = [*self.recordings_dir.glob(f"*-{kind}.wav"), *self.recordings_dir.glob(f"*-{kind}")]
+            files = sorted(found, key=lambda p: p.stat().st_mtime)
             if files and _wav_complete(files[-1]):
                 return files[-1]
             if time.monotonic() >= deadline:
