@@ -63,7 +63,7 @@ from typing import Protocol
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psutil
-from common import ResourceSampler, format_table, kamailio_available, settle
+from common import ResourceSampler, format_table, highest_rate, kamailio_available, settle
 
 # (importing common put the repository root on sys.path)
 from softswitch.media.udp import DEFAULT_QUARANTINE
@@ -409,43 +409,16 @@ def rate_search(
             print(f"  [{target.name} restart ] after the overload: {target.describe()}", flush=True)
         return step
 
-    good: RateStep | None = None
-    bad_rate: float | None = None
-    rate = float(args.start_rate)
-    while rate <= args.max_rate:
-        step = attempt(rate, args.probe, "ramp")
-        if not step.ok:
-            bad_rate = rate
-            break
-        good = step
-        rate *= 2
-    if good is None:
-        rate = args.start_rate / 2
-        while rate >= 5 and good is None:
-            step = attempt(rate, args.probe, "ramp-down")
-            if step.ok:
-                good = step
-            else:
-                bad_rate = rate
-                rate /= 2
-        if good is None:
-            return None, steps
-    if bad_rate is not None:
-        low, high = good.rate, bad_rate
-        while (high - low) / low > 0.10:
-            middle = math.floor((low + high) / 2)
-            step = attempt(middle, args.probe, "bisect")
-            if step.ok:
-                low, good = middle, step
-            else:
-                high = middle
-    rate = good.rate
-    for _ in range(6):
-        step = attempt(rate, args.duration, "confirm")
-        if step.ok:
-            return step, steps
-        rate = math.floor(rate * 0.9)
-    return None, steps
+    best = highest_rate(
+        attempt,
+        start_rate=args.start_rate,
+        max_rate=args.max_rate,
+        probe=args.probe,
+        duration=args.duration,
+        min_rate=5,
+        confirmations=6,
+    )
+    return best, steps
 
 
 def bench_rate(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, object]:

@@ -17,15 +17,17 @@ a free loopback port.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import secrets
 import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -401,3 +403,67 @@ def format_table(headers: list[str], rows: list[list[str]]) -> str:
     out = [line, "  ".join("-" * w for w in widths)]
     out += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(out)
+
+
+class RateStepLike(Protocol):
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def rate(self) -> float: ...
+
+
+StepT = TypeVar("StepT", bound=RateStepLike)
+
+
+def highest_rate(
+    attempt: Callable[[float, float, str], StepT],
+    *,
+    start_rate: float,
+    max_rate: float,
+    probe: float,
+    duration: float,
+    min_rate: float,
+    confirmations: int,
+) -> StepT | None:
+    """The highest rate `attempt(rate, seconds, phase)` sustains, found the same way for every target:
+    double from `start_rate` until a step fails (or walk down by halves to `min_rate` if the first one
+    does), bisect between the last good and the first bad rate to within 10 %, then confirm for `duration`
+    seconds, lowering the rate by 10 % per failed confirmation, `confirmations` times at most. Returns the
+    confirmed step, or None."""
+    good: StepT | None = None
+    bad_rate: float | None = None
+    rate = float(start_rate)
+    while rate <= max_rate:
+        step = attempt(rate, probe, "ramp")
+        if not step.ok:
+            bad_rate = rate
+            break
+        good = step
+        rate *= 2
+    if good is None:
+        rate = start_rate / 2
+        while rate >= min_rate and good is None:
+            step = attempt(rate, probe, "ramp-down")
+            if step.ok:
+                good = step
+            else:
+                bad_rate = rate
+                rate /= 2
+        if good is None:
+            return None
+    if bad_rate is not None:
+        low, high = good.rate, bad_rate
+        while (high - low) / low > 0.10:
+            middle = math.floor((low + high) / 2)
+            step = attempt(middle, probe, "bisect")
+            if step.ok:
+                low, good = middle, step
+            else:
+                high = middle
+    rate = good.rate
+    for _ in range(confirmations):
+        step = attempt(rate, duration, "confirm")
+        if step.ok:
+            return step
+        rate = math.floor(rate * 0.9)
+    return None

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import resource
 import signal
 import sys
@@ -50,6 +49,7 @@ from common import (
     Target,
     bench_users,
     format_table,
+    highest_rate,
     kamailio_available,
     settle,
 )
@@ -232,44 +232,16 @@ def search(
 
     if args.warmup:
         warm_up(target, inf, workdir, args)
-    good: Step | None = None
-    bad_rate: float | None = None
-    rate = float(args.start_rate)
-    while rate <= args.max_rate:
-        step = attempt(rate, args.probe, "ramp")
-        if not step.ok:
-            bad_rate = rate
-            break
-        good = step
-        rate *= 2
-    if good is None:
-        # Even the first rate failed: walk down instead.
-        rate = args.start_rate / 2
-        while rate >= 10 and good is None:
-            step = attempt(rate, args.probe, "ramp-down")
-            if step.ok:
-                good = step
-            else:
-                bad_rate = rate
-                rate /= 2
-        if good is None:
-            return None, steps
-    if bad_rate is not None:
-        low, high = good.rate, bad_rate
-        while (high - low) / low > 0.10:
-            middle = math.floor((low + high) / 2)
-            step = attempt(middle, args.probe, "bisect")
-            if step.ok:
-                low, good = middle, step
-            else:
-                high = middle
-    rate = good.rate
-    for _ in range(4):
-        step = attempt(rate, args.duration, "confirm")
-        if step.ok:
-            return step, steps
-        rate = math.floor(rate * 0.9)
-    return None, steps
+    best = highest_rate(
+        attempt,
+        start_rate=args.start_rate,
+        max_rate=args.max_rate,
+        probe=args.probe,
+        duration=args.duration,
+        min_rate=10,
+        confirmations=4,
+    )
+    return best, steps
 
 
 def bench_target(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, object]:
