@@ -846,9 +846,10 @@ class CallFlow:
         state.codec = _first_codec(parsed)
         return str(anchor(parsed, address=state.address, port=a_port, origin=state.origin_a)).encode()
 
-    def acked_by_a(self, call: Call, sdp: bytes, *, now: float) -> None:
+    def acked_by_a(self, call: Call, sdp: bytes, *, now: float) -> bytes | None:
         state = self._state(call)
         self._update(state, Leg.A, _parse(sdp), call.leg_a.flow.remote[0], now)
+        return None  # the callee got our own offer (offer_for_b never passes a delayed offer through)
 
     def offer_for_other(self, call: Call, side: Side, sdp: bytes | None, *, now: float) -> bytes | None:
         state = self._state(call)

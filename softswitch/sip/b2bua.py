@@ -109,8 +109,9 @@ class MediaHooks(Protocol):
         caller's INVITE had none)."""
         ...
 
-    def acked_by_a(self, call: Call, sdp: bytes, *, now: float) -> None:
-        """The caller's answer, carried in its ACK (it sent a delayed offer)."""
+    def acked_by_a(self, call: Call, sdp: bytes, *, now: float) -> bytes | None:
+        """The caller's answer, carried in its ACK (it sent a delayed offer) -> the answer for the callee's
+        ACK when the delayed offer was passed through (the callee's 2xx carried the offer), else None."""
         ...
 
     def offer_for_other(self, call: Call, side: Side, sdp: bytes | None, *, now: float) -> bytes | None:
@@ -541,8 +542,8 @@ class B2bua:
                     call.forks.clear()
                     self._end(call, cause="cancelled", by="caller", status=487, now=now)
             case Acked(sdp=sdp):
-                if leg is call.leg_a and sdp is not None:
-                    self._guard_media(call, lambda: self.hooks.acked_by_a(call, sdp, now=now), now)
+                if leg is call.leg_a:
+                    self._acked_by_a(call, sdp, now)
             case ReinviteReceived(sdp=sdp):
                 self._pass_offer(call, leg, "INVITE", sdp, now)
             case UpdateReceived(sdp=sdp):
@@ -738,6 +739,21 @@ class B2bua:
         elif leg is call.leg_b:
             self.invites.bye(call.leg_a, now=now)
             self._end(call, cause=reason, by="callee" if by == "remote" else "switch", status=None, now=now)
+
+    def _acked_by_a(self, call: Call, sdp: bytes | None, now: float) -> None:
+        answer: list[bytes | None] = [None]
+        if sdp is not None:
+
+            def hook() -> None:
+                answer[0] = self.hooks.acked_by_a(call, sdp, now=now)
+
+            self._guard_media(call, hook, now)
+        callee = call.leg_b
+        if callee is not None and callee.awaiting_ack_answer and call.state is not CallState.ENDED:
+            # A passed-through delayed offer: the callee's 2xx offered, the caller answered in its ACK.
+            self.invites.ack(callee, answer[0], now=now)
+            if answer[0] is None:
+                self.hangup(call, now=now, cause="media_refused", reason="no answer to the callee's offer")
 
     def _guard_media(self, call: Call, action: Callable[[], None], now: float) -> None:
         try:

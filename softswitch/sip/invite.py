@@ -433,6 +433,11 @@ class Leg:
         return self.state is not LegState.TERMINATED
 
     @property
+    def awaiting_ack_answer(self) -> bool:
+        """UAC: the peer's 2xx carried an offer and waits for `InviteLayer.ack` to carry our answer."""
+        return self._ack_pending is not None
+
+    @property
     def negotiating(self) -> bool:
         """An offer/answer exchange is in progress: ours, the peer's, or a 2xx still waiting for ACK.
         While it is, `reinvite` and `update` raise; wait for the event that closes it."""

@@ -232,12 +232,6 @@ def test_a_delayed_offer_from_the_caller_is_answered_in_its_ack() -> None:
     assert call.state is CallState.BRIDGED and not call.leg_a.negotiating
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="B2BUA gap: when the hooks pass a delayed offer through (offer_for_b returns None), the callee's "
-    "2xx offer waits for an ACK with an answer that nothing sends (MediaHooks.acked_by_a returns None); "
-    "the callee retransmits and hangs up after 64*T1",
-)
 def test_a_delayed_offer_passed_through_gets_the_callers_answer_to_the_callee() -> None:
     net, alice, (bob,) = party("bob")
     net.hooks.none.add("offer_for_b")
@@ -246,12 +240,31 @@ def test_a_delayed_offer_passed_through_gets_the_callers_answer_to_the_callee() 
     assert b_leg.remote_sdp is None
     bob.layer.accept(b_leg, ANSWER, now=net.now)  # bob's 200 carries the offer
     net.pump()
+    assert net.hooks.calls[-1] == ("answer_for_a", None, ANSWER)
     alice.layer.ack(a_leg, HOLD, now=net.now)
     net.run_until(5.0)
+    assert ("acked_by_a", "a", HOLD) in net.hooks.calls
     acks = net.requests("switch", "bob", "ACK")
-    assert len(acks) == 1 and acks[0].body != b""
-    net.run_until(40.0)
+    assert len(acks) == 1 and acks[0].body == net.hooks.made["acked_by_a"][0]
+    net.run_until(40.0)  # past 64*T1: bob would have given up on an unacknowledged 2xx
     assert call.state is CallState.BRIDGED
+    assert not b_leg.negotiating and not call.leg_b.negotiating
+    assert len(net.requests("switch", "bob", "ACK")) == 1
+    assert net.requests("switch", "bob", "BYE") == [] and net.requests("bob", "switch", "BYE") == []
+
+
+def test_a_passed_through_delayed_offer_the_caller_never_answers_ends_the_call() -> None:
+    net, alice, (bob,) = party("bob")
+    net.hooks.none.add("offer_for_b")
+    a_leg, call = incoming(net, alice, offer=None)
+    (b_leg,) = ring(net, call, [bob])
+    bob.layer.accept(b_leg, ANSWER, now=net.now)
+    net.pump()
+    alice.layer.ack(a_leg, None, now=net.now)  # an ACK without the answer it owes (RFC 3264 §4)
+    net.run_until(5.0)
+    assert len(net.requests("switch", "bob", "ACK")) == 1  # bob's 2xx is acknowledged all the same
+    assert call.state is CallState.ENDED and call.end_cause == "media_refused"
+    assert len(net.requests("switch", "bob", "BYE")) == 1 and len(net.requests("switch", "alice", "BYE")) == 1
 
 
 # ---------------------------------------------------------------------------------------------------------

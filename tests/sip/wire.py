@@ -208,8 +208,8 @@ class FakeHooks:
     def answer_for_a(self, call: Call, fork: Leg, sdp: bytes | None, *, now: float) -> bytes | None:
         return self._hook("answer_for_a", None, sdp)
 
-    def acked_by_a(self, call: Call, sdp: bytes, *, now: float) -> None:
-        self.calls.append(("acked_by_a", "a", sdp))
+    def acked_by_a(self, call: Call, sdp: bytes, *, now: float) -> bytes | None:
+        return self._hook("acked_by_a", "a", sdp)
 
     def offer_for_other(self, call: Call, side: Side, sdp: bytes | None, *, now: float) -> bytes | None:
         return self._hook("offer_for_other", side, sdp)
