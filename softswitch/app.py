@@ -654,9 +654,6 @@ class App:
 
     def _bindings_written(self, tokens: list[int], ok: bool) -> None:
         self._binding_in_flight = False
-        self._acd_records: list[Any] = []
-        self._acd_flush: asyncio.Handle | None = None
-        self._reconcile_timer: asyncio.TimerHandle | None = None
         self._persisted_many(tokens, ok)
         if self._binding_sets or self._binding_tokens:
             self._flush_bindings()
