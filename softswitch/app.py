@@ -477,6 +477,7 @@ class App:
             await self.control.cleanup()
         await self.transport.close()
         self.relays.shutdown()
+        await self._settle_store()
         await asyncio.to_thread(self.writer.close, 10.0)
         self.engine.dispose()
         lifecycle.info("stopped", extra={"event": "stopped"})
@@ -738,6 +739,25 @@ class App:
                 return True
         return False
 
+    async def _settle_store(self) -> None:
+        """Before the writer stops: hand it what closing produced (the last calls' records and queue events,
+        binding sets that waited behind a commit) and let all of it commit."""
+        assert self.writer is not None
+        for _ in range(3):
+            self._drain_calls()
+            if self._acd_flush is not None:
+                self._acd_flush.cancel()
+            self._flush_acd_records()
+            if self._binding_flush is not None:
+                self._binding_flush.cancel()
+                self._binding_flush = None
+            self._flush_bindings()
+            await asyncio.to_thread(self.writer.flush, 10.0)
+            await asyncio.sleep(0)  # run the completion callbacks that flush released
+            waiting = self._binding_sets or self._binding_tokens or self._acd_records
+            if not waiting and not self._binding_in_flight:
+                return
+
     def _agent_reachability(self, aor: str) -> None:
         user = self._user_of(aor)
         self.callflow.agent_reachable(user, self._reachable(user), now=self._now())
@@ -755,9 +775,9 @@ class App:
         except Exception:
             log.exception("x reconciliation failed")
         finally:
+            self._schedule_reconcile()  # first: a failing pump must not stop reconciliation for good
             assert self.transport is not None
             self.transport.pump()
-            self._schedule_reconcile()
 
     async def _restore_agents(self) -> None:
         """After a restart, agents are back in the state they last had (logged out, paused ...). An agent

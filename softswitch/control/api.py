@@ -96,6 +96,8 @@ def _routes(app: App, token: str) -> web.Application:
                 body = await request.json()
             except ValueError:
                 return web.json_response({"error": "the body must be JSON"}, status=400)
+            if not isinstance(body, dict):
+                return web.json_response({"error": "the body must be a JSON object"}, status=400)
         ack = app.agent_command(agent, action, str(body.get("reason") or ""))
         status = 404 if ack == "unknown_agent" else 200
         return web.json_response({"ack": ack}, status=status)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -43,15 +44,22 @@ class ControlClient:
             req.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(req, timeout=timeout or self.timeout) as response:
-                return response.status, json.loads(response.read() or b"null")
+                status, raw = response.status, response.read()
         except urllib.error.HTTPError as exc:
             try:
                 payload = json.loads(exc.read() or b"null")
             except ValueError:
                 payload = None
             return exc.code, payload
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-            raise ServerDown(f"the switch is not answering on {self.base} ({exc})") from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException) as exc:
+            # HTTPException: the server went away in the middle of its answer
+            raise ServerDown(f"the switch is not answering on {self.base} ({exc!r})") from None
+        try:
+            return status, json.loads(raw or b"null")
+        except ValueError:
+            raise ControlError(
+                f"{method} {path}: the switch answered {status} with a body that is not JSON"
+            ) from None
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """The JSON body of a successful request; `ControlError` for an error answer."""

@@ -250,16 +250,23 @@ class StoreWriter:
         return batch, False
 
     def _write(self, batch: list[_Job]) -> None:
-        outcomes = self._attempt(batch)
-        retried = isinstance(outcomes, BaseException) and len(batch) > 1
-        if isinstance(outcomes, BaseException):
-            if len(batch) > 1:
-                log.warning(
-                    "x store writer: group of %d failed (%s); retrying each job alone", len(batch), outcomes
-                )
-                outcomes = [self._attempt_one(job) for job in batch]
-            else:
-                outcomes = [outcomes]
+        retried = False
+        try:
+            outcomes = self._attempt(batch)
+            retried = isinstance(outcomes, BaseException) and len(batch) > 1
+            if isinstance(outcomes, BaseException):
+                if len(batch) > 1:
+                    log.warning(
+                        "x store writer: group of %d failed (%s); retrying each job alone",
+                        len(batch),
+                        outcomes,
+                    )
+                    outcomes = [self._attempt_one(job) for job in batch]
+                else:
+                    outcomes = [outcomes]
+        except Exception as exc:  # a bug in the writer itself: every caller still hears about its job
+            log.exception("x store writer: unexpected error writing a group of %d jobs", len(batch))
+            outcomes = [exc] * len(batch)
         finished = time.monotonic()
         failed = sum(isinstance(o, BaseException) for o in outcomes)
         with self._lock:
@@ -303,7 +310,10 @@ class StoreWriter:
                 log.exception("x store writer: rollback failed")
             return exc
         finally:
-            session.close()
+            try:
+                session.close()
+            except Exception:  # the outcome above stands; a close that fails must not hide it
+                log.exception("x store writer: closing the session failed")
 
 
 def _percentile(ordered: list[float], fraction: float) -> float:

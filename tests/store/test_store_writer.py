@@ -237,3 +237,32 @@ def test_many_jobs_from_many_threads(tmp_path: Path) -> None:
         )
     )
     engine.dispose()
+
+
+def test_a_session_that_cannot_even_be_opened_still_answers_every_job(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import softswitch.store.writer as writer_module
+
+    def broken_session(*_args: Any, **_kwargs: Any) -> Session:
+        raise RuntimeError("no session today")
+
+    monkeypatch.setattr(writer_module, "Session", broken_session)
+    writer = StoreWriter(engine)
+    outcomes: list[object] = []
+    answered = threading.Event()
+
+    def done(outcome: object) -> None:
+        outcomes.append(outcome)
+        if len(outcomes) == 2:
+            answered.set()
+
+    writer.start()
+    try:
+        assert writer.submit(insert("k-a"), done) and writer.submit(insert("k-b"), done)
+        assert answered.wait(WAIT)
+        assert writer.flush(WAIT)
+    finally:
+        writer.close(WAIT)
+    assert len(outcomes) == 2 and all(isinstance(o, RuntimeError) for o in outcomes)
+    assert writer.stats()["failed"] == 2
