@@ -264,6 +264,9 @@ class _CallState:
     answered_locally: bool = False  # the switch answered the caller (queue, feature code, prompt)
     direct_agents: set[str] = field(default_factory=set)  # agents on this call outside any queue
     ends_at: float | None = None  # hang up then (after a goodbye or confirmation prompt)
+    visited_queues: set[str] = field(default_factory=set)  # queues entered, so exits cannot loop
+    prompt_at: float | None = None  # when the prompt now playing was started ...
+    prompt_sounds: list[Sound] = field(default_factory=list)  # ... and what it says
     end_status: int | None = None  # the final status the caller got, when the call was refused
 
 
@@ -452,6 +455,8 @@ class CallFlow:
                 self._b2bua().drop_b(call, now=now, reason="media refused")
                 if state.in_acd and self.acd is not None:
                     self.acd.offer_failed(call.id, target.label, reason="rejected", now=now)
+                else:
+                    self._goodbye(state, "media_refused", now)
                 return
         if state.in_acd and self.acd is not None:
             # The engine decides: ConnectCall bridges, CancelOffer(withdrawn) hangs the agent up.
@@ -505,9 +510,12 @@ class CallFlow:
                 return
         self._b2bua().reject(call, status, None, now=now, cause=cause)
 
-    def _close_attempts(self, state: _CallState, now: float) -> None:
+    def _close_attempts(self, state: _CallState, now: float, *, agent: str | None = None) -> None:
+        """Close the open ring attempts (only `agent`'s, when given) and take their final statuses."""
         results = state.call.fork_results
         for attempt in state.attempts:
+            if agent is not None and attempt.target.label != agent:
+                continue
             if attempt.ended_at is None and attempt.answered_at is None:
                 attempt.ended_at = now
             if attempt.status is None and attempt.leg in results:
@@ -526,6 +534,7 @@ class CallFlow:
             return
         state.queue = queue
         state.in_acd = True
+        state.visited_queues.add(queue)
         self.acd.call_arrived(call.id, queue, caller=call.caller_number, now=now)
         self._log("queued", call, queue=queue)
 
@@ -541,7 +550,9 @@ class CallFlow:
         assert session is not None and state.origin_a is not None
         offer = call.leg_a.remote_sdp
         if offer is None:  # a delayed offer: ours goes in the 200, the answer comes in the ACK
-            answer = offer_for(address=state.address, port=a_port, origin=state.origin_a)
+            # PCMU alone: music and prompts start before the ACK tells which codec the caller chose, and a
+            # stream's codec is fixed when it starts.
+            answer = offer_for(address=state.address, port=a_port, origin=state.origin_a, codecs=("PCMU",))
             state.codec = "PCMU"
         else:
             try:
@@ -585,7 +596,10 @@ class CallFlow:
             if not actions:
                 return
             for action in actions:
-                self._act(action, now)
+                try:
+                    self._act(action, now)
+                except Exception:  # a bug must not lose the rest of the batch (offers, connects, cancels)
+                    log.exception("x acting on %r failed", action)
 
     def _act(self, action: object, now: float) -> None:
         acd = self.acd
@@ -595,8 +609,8 @@ class CallFlow:
                 state = self._calls.get(call_id)
                 if state is not None:
                     self._offer(state, agent, ring_until, now)
-                else:
-                    acd.offer_failed(call_id, agent, reason="unreachable", now=now)
+                else:  # the call is gone: say so, and leave the agent's reachability alone
+                    acd.caller_abandoned(call_id, now=now)
             case CancelOffer(call=call_id, agent=agent, reason=reason):
                 state = self._calls.get(call_id)
                 if state is None:
@@ -606,7 +620,7 @@ class CallFlow:
                     self._b2bua().drop_b(call, now=now, reason=reason)
                 else:
                     self._b2bua().cancel_target(call, agent, now=now, reason=_cancel_reason(reason))
-                    self._close_attempts(state, now)
+                    self._close_attempts(state, now, agent=agent)
             case ConnectCall(call=call_id, agent=agent):
                 state = self._calls.get(call_id)
                 if state is not None:
@@ -649,8 +663,10 @@ class CallFlow:
         acd = self.acd
         assert acd is not None
         call = state.call
+        if call.state is CallState.ENDED:
+            return  # its CallEnded is on its way and withdraws the offer; the agent's phone is fine
         targets = self._targets(agent, now)
-        if not targets or call.state is CallState.ENDED:
+        if not targets:
             acd.offer_failed(call.id, agent, reason="unreachable", now=now)
             return
         before = set(call.forks)
@@ -676,6 +692,11 @@ class CallFlow:
             return
         music = self.sounds.music(state.queue) if then_music else None
         tail = LoopingPlayer(music) if music is not None else None
+        if then_music and state.prompt_at == now:
+            # Another prompt was started at this very instant ("transferring", an announcement before the
+            # position): the caller hears it first, rather than this one replacing it unheard.
+            sounds = [*state.prompt_sounds, *sounds]
+        state.prompt_at, state.prompt_sounds = (now, sounds) if sounds else (None, [])
         if sounds:
             session.feed(Leg.A, Chain(PromptPlayer(sounds), tail))
         elif tail is not None:
@@ -693,6 +714,10 @@ class CallFlow:
         if sound is not None:
             self._play(state, [sound], now, then_music=False)  # "transferring"
         if route.kind == "queue":
+            if route.target in state.visited_queues:  # exit_to/timeout targets that lead back: stop here
+                self._log("queue_loop", state.call, queue=route.target)
+                self._goodbye(state, reason, now)
+                return
             self._enter_queue(state, route.target, now)
             return
         user = self.directory.users.get(route.target) if route.kind == "user" else None
@@ -848,7 +873,9 @@ class CallFlow:
 
     def acked_by_a(self, call: Call, sdp: bytes, *, now: float) -> bytes | None:
         state = self._state(call)
-        self._update(state, Leg.A, _parse(sdp), call.leg_a.flow.remote[0], now)
+        parsed = _parse(sdp)
+        self._update(state, Leg.A, parsed, call.leg_a.flow.remote[0], now)
+        state.codec = _first_codec(parsed) or state.codec
         return None  # the callee got our own offer (offer_for_b never passes a delayed offer through)
 
     def offer_for_other(self, call: Call, side: Side, sdp: bytes | None, *, now: float) -> bytes | None:
@@ -888,11 +915,11 @@ class CallFlow:
             return str(offer_for(address=state.address, port=port, origin=origin)).encode()
         parsed = _parse(sdp)
         leg, host = self._leg_and_host(call, side)
-        self._update(state, leg, parsed, host, now)
         try:
             answer = answer_for(parsed, address=state.address, port=port, origin=origin)
         except NegotiationError as exc:
-            raise MediaRefused(str(exc)) from None
+            raise MediaRefused(str(exc)) from None  # refused: the relay keeps what was agreed before
+        self._update(state, leg, parsed, host, now)
         return str(answer).encode()
 
     def _leg_and_host(self, call: Call, side: Side) -> tuple[Leg, str]:
@@ -958,7 +985,8 @@ class CallFlow:
             else:
                 self.acd.call_ended(call.id, by="caller", now=now)
         for agent in state.direct_agents:
-            self._direct_call(agent, False, now)
+            if not any(agent in other.direct_agents for other in self._calls.values()):
+                self._direct_call(agent, False, now)  # only when this was the agent's last direct call
         if state.session is not None:
             self.media.ticking(call.id, False)
         self._log("ended", call, cause=call.end_cause, by=call.ended_by)
@@ -983,7 +1011,8 @@ class CallFlow:
             called=call.dialed,
             route=None if state.route is None else f"{state.route.kind}:{state.route.target}",
             agent=call.target.label if answered and call.target is not None else None,
-            queue=state.route.target if state.route is not None and state.route.kind == "queue" else None,
+            queue=state.queue
+            or (state.route.target if state.route is not None and state.route.kind == "queue" else None),
             started_at=call.created_at + wall,
             answered_at=None if call.answered_at is None else call.answered_at + wall,
             ended_at=(call.ended_at or now) + wall,

@@ -9,17 +9,22 @@ tests/sip/wire.py).
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
+from softswitch.acd import AcdEngine, AgentConfig, Announce, QueueConfig
 from softswitch.callflow import CallFlow, CallLogged, CallRecordReady, Directory, Route, UserInfo
 from softswitch.media.dtmf import event_payloads
+from softswitch.media.player import Chain, LoopingPlayer, Sound
 from softswitch.media.relay import DtmfEvent, Latched, Leg, RelayEvent, RelaySession
+from softswitch.media.relay import Leg as RelayLeg
 from softswitch.media.rtp import RtpPacket
 from softswitch.media.sdp import Direction, SessionDescription, direction
-from softswitch.sip.b2bua import Call, CallAnswered, CallEnded
+from softswitch.sip.b2bua import Call, CallAnswered, CallEnded, CallState
 from softswitch.sip.invite import (
     Answered,
     Cancelled,
@@ -156,17 +161,35 @@ def directory() -> Directory:
     )
 
 
-def switch(*, ring_timeout: float = 30.0, bob_phones: int = 1) -> Switch:
-    """The switch with Alice's and Bob's phones registered (Sue's is not), a customer and a trunk."""
+def switch(
+    *,
+    ring_timeout: float = 30.0,
+    bob_phones: int = 1,
+    queues: tuple[QueueConfig, ...] = (),
+    sounds: Any = None,
+) -> Switch:
+    """The switch with Alice's and Bob's phones registered (Sue's is not), a customer and a trunk; with
+    `queues`, an ACD serving them on numbers 6001, 6002, ... in order (Alice and Bob logged out)."""
     media = FakeMedia()
     locations = FakeLocations()
+    book = directory()
+    acd = None
+    if queues:
+        numbers = dict(book.numbers)
+        numbers.update({f"600{i + 1}": Route("queue", q.name) for i, q in enumerate(queues)})
+        book = replace(book, numbers=numbers, queue_names={q.name for q in queues})
+        acd = AcdEngine(queues, [AgentConfig("alice"), AgentConfig("bob")])
+        for agent in ("alice", "bob"):
+            acd.agent_logout(agent, now=0.0)
     flow = CallFlow(
-        directory=directory(),
+        directory=book,
         locations=locations,
         media=media,
         sdp_address=lambda call: SWITCH[0],
         ring_timeout=ring_timeout,
         wall_offset=WALL,
+        acd=acd,
+        sounds=sounds,
     )
     net = Net(
         hooks=flow,
@@ -583,3 +606,102 @@ def test_dtmf_from_the_relay_and_from_info_is_logged() -> None:
     (live,) = sw.flow.live_calls(net.now)
     assert live["dtmf"] == "7#" and live["state"] == "talking" and live["agent"] == "bob"
     assert a_leg.live and b_leg.live and sw.net.of(CallEnded) == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# queues: callflow with the real ACD engine
+# ---------------------------------------------------------------------------------------------------------
+
+
+class FakeSounds:
+    """Named, distinct sounds, so a test can read what a caller is played."""
+
+    def __init__(self) -> None:
+        self.made: dict[str, Sound] = {}
+
+    def _sound(self, name: str, seconds: float = 1.0) -> Sound:
+        if name not in self.made:
+            self.made[name] = Sound(np.zeros(int(8000 * seconds), np.int16), name=name)
+        return self.made[name]
+
+    def music(self, queue: str | None) -> Sound | None:
+        return self._sound(f"music-{queue}", 5.0)
+
+    def prompt(self, name: str) -> Sound | None:
+        return self._sound(f"prompt-{name}")
+
+    def position(self, position: int) -> list[Sound]:
+        return [self._sound("you-are-number"), self._sound(f"digit-{position}")]
+
+    def wait(self, seconds: float | None) -> list[Sound]:
+        return [] if seconds is None else [self._sound("wait")]
+
+    def feature(self, action: str, ack: str) -> Sound | None:
+        return self._sound(f"feature-{action}-{ack}")
+
+    def goodbye(self, reason: str, to: str | None) -> Sound | None:
+        return self._sound("transferring" if to else f"goodbye-{reason}")
+
+
+def queue_switch(*queues: QueueConfig) -> tuple[Switch, FakeSounds]:
+    sounds = FakeSounds()
+    return switch(queues=queues, sounds=sounds), sounds
+
+
+def fed_to_caller(sw: Switch) -> list[str]:
+    """The names of what the caller's leg is being played now: prompts first, then the looping tail."""
+    feed = sw.session()._leg(RelayLeg.A).feed
+    assert feed is not None
+    source = feed.source
+    if isinstance(source, Chain):
+        names = [s.name for s in source.first.sounds]
+        tail = source.then
+        return names + ([tail.sound.name] if isinstance(tail, LoopingPlayer) else [])
+    return [source.sound.name] if isinstance(source, LoopingPlayer) else [type(source).__name__]
+
+
+def test_exits_that_lead_back_to_a_queue_already_visited_end_with_a_goodbye_instead_of_a_loop() -> None:
+    sw, _ = queue_switch(
+        QueueConfig("q1", join_empty=False, exit_to="q2"),
+        QueueConfig("q2", join_empty=False, exit_to="q1"),
+    )
+    sw.net.now = 10.0
+    dial(sw, "customer", "6001")
+    sw.net.pump()
+    assert [entry["queue"] for entry in sw.logged("queued")] == ["q1", "q2"]
+    assert [entry["queue"] for entry in sw.logged("queue_loop")] == ["q1"]
+    assert sw.flow.acd is not None and sw.flow.acd.next_deadline() is None  # nothing left bouncing
+    deadline = sw.flow.next_deadline()
+    assert deadline is not None  # the goodbye plays, then the switch hangs up
+    sw.flow.handle_timer(now=deadline)
+    sw.net.pump()
+    assert sw.call().state is CallState.ENDED
+
+
+def test_an_announcement_and_the_position_decided_together_are_both_played_in_order() -> None:
+    sw, _ = queue_switch(
+        QueueConfig("q1", announce=Announce(every=30.0, position=True, prompt="please-hold"), max_wait=None)
+    )
+    sw.net.now = 10.0
+    dial(sw, "customer", "6001")
+    sw.net.pump()
+    assert fed_to_caller(sw)[-1] == "music-q1"
+    deadline = sw.flow.next_deadline()
+    assert deadline is not None and deadline <= 10.0 + 30.0
+    sw.net.now = deadline
+    sw.flow.handle_timer(now=deadline)
+    played = fed_to_caller(sw)
+    assert played[0] == "prompt-please-hold"
+    assert played[1:3] == ["you-are-number", "digit-1"]
+    assert played[-1] == "music-q1"
+
+
+def test_a_delayed_offer_to_a_queue_is_answered_with_pcmu_alone() -> None:
+    sw, _ = queue_switch(QueueConfig("q1", max_wait=None))
+    a_leg = dial(sw, "customer", "6001", offer=None)
+    customer = sw.phones["customer"]
+    formats = audio(customer.one(Answered).sdp)[2]
+    assert formats == ["0", "101"]  # PCMU and telephone-event: music starts before the ACK names a codec
+    customer.layer.ack(a_leg, phone_sdp("customer", "192.0.2.50", 4000, "0 101"), now=sw.net.now)
+    sw.net.pump()
+    assert sw.flow.live_calls(sw.net.now)[0]["codec"] == "PCMU"
