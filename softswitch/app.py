@@ -40,6 +40,7 @@ from softswitch.sip.b2bua import B2bua, Call
 from softswitch.sip.endpoint import (
     AuthFailed,
     BindingsExpired,
+    BindingsRestored,
     Endpoint,
     EndpointConfig,
     EndpointEvent,
@@ -341,6 +342,7 @@ class App:
             secret,
             nonce_ttl=float(server.security.nonce_ttl),
             algorithms=tuple(server.security.digest_algorithms),
+            started_at=loop.time(),  # the secret outlives restarts; the nonce counts do not
         )
         guard = Guard(
             failures=server.security.auth_failures,
@@ -565,6 +567,9 @@ class App:
                             "contacts": len(bindings),
                         },
                     )
+            case BindingsRestored(aor=aor, bindings=bindings):
+                self._contacts[aor] = frozenset(b.key for b in bindings)
+                self._agent_reachability(aor)
             case BindingsExpired(aor=aor, bindings=bindings):
                 rows = [binding_to_row(b, self.wall_offset) for b in bindings]
                 self._persist(aor, rows, None)
@@ -662,9 +667,14 @@ class App:
     def _persisted_many(self, tokens: list[int], ok: bool) -> None:
         assert self.endpoint is not None and self.transport is not None
         now = self._now()
-        for token in tokens:
-            self.endpoint.persisted(token, ok=ok, now=now)
-        self.transport.pump()
+        try:
+            for token in tokens:
+                try:
+                    self.endpoint.persisted(token, ok=ok, now=now)
+                except Exception:  # one bad answer must not strand the REGISTERs behind it
+                    log.exception("x answering a stored REGISTER failed")
+        finally:
+            self.transport.pump()
 
     def _trunk_name(self, address: str) -> str | None:
         trunk = self.settings.trunk_for(address)

@@ -379,6 +379,7 @@ class DigestAuthenticator:
         max_nonce_count_window: int = 65536,
         require_qop: bool = True,
         rng: Callable[[int], bytes] = random_bytes,
+        started_at: float | None = None,
     ) -> None:
         if len(secret) < 16:
             raise ValueError("digest nonce secret must be at least 16 bytes")
@@ -407,8 +408,10 @@ class DigestAuthenticator:
         # nonce -> highest nc accepted; heap of (expires_at, minted_at, nonce) to expire them in order.
         self._nc: dict[str, int] = {}
         self._nc_heap: list[tuple[float, float, str]] = []
-        # Untracked nonces minted at or before this time are answered STALE (see module docstring).
-        self._evicted_minted_at: float | None = None
+        # Untracked nonces minted at or before this time are answered STALE (see module docstring). With
+        # `started_at` (a restart with the same secret), nonces of the previous run start out that way: their
+        # nonce counts are gone, so a request captured before the restart must not pass as fresh.
+        self._evicted_minted_at: float | None = started_at
 
     # -- nonces --
 
@@ -487,8 +490,10 @@ class DigestAuthenticator:
         if len(credentials.response) != _DIGEST_HEX_LENGTH[_base(algorithm)]:
             return result(AuthOutcome.MALFORMED)
         minted_at = self.nonce_minted_at(credentials.nonce)
-        if minted_at is None or minted_at > now + _FUTURE_SKEW:
+        if minted_at is None:
             return result(AuthOutcome.BAD_NONCE)
+        # Ours, yet stamped ahead of the clock: minted before the host rebooted (the clock restarted).
+        from_before_reboot = minted_at > now + _FUTURE_SKEW
         if credentials.opaque is not None and not hmac.compare_digest(credentials.opaque, self.opaque):
             return result(AuthOutcome.BAD_NONCE)
 
@@ -514,7 +519,7 @@ class DigestAuthenticator:
             return result(AuthOutcome.BAD_RESPONSE)
 
         expires_at = minted_at + self.nonce_ttl
-        if now >= expires_at:
+        if now >= expires_at or from_before_reboot:
             return result(AuthOutcome.STALE)
         self._purge(now)
         highest = self._nc.get(credentials.nonce)

@@ -57,6 +57,7 @@ __all__ = [
     "AuthCheck",
     "AuthFailed",
     "BindingsExpired",
+    "BindingsRestored",
     "Endpoint",
     "EndpointConfig",
     "EndpointEvent",
@@ -89,6 +90,15 @@ class PersistBindings:
 @dataclass(frozen=True, slots=True)
 class BindingsExpired:
     """Bindings ran out without a refresh; `bindings` is what is left (write it, no answer needed)."""
+
+    aor: str
+    bindings: tuple[Binding, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BindingsRestored:
+    """A `PersistBindings` failed: the AOR is back to `bindings`, its set before that REGISTER (RFC 3261
+    §10.3: a failed update leaves no tentative change behind). The store still holds that set."""
 
     aor: str
     bindings: tuple[Binding, ...]
@@ -137,7 +147,13 @@ class SourceBanned:
 
 
 EndpointEvent = (
-    PersistBindings | BindingsExpired | ReachabilityChanged | MessageDropped | AuthFailed | SourceBanned
+    PersistBindings
+    | BindingsExpired
+    | BindingsRestored
+    | ReachabilityChanged
+    | MessageDropped
+    | AuthFailed
+    | SourceBanned
 )
 
 
@@ -206,7 +222,10 @@ class Endpoint:
         self._out: list[tuple[bytes, Flow]] = []
         self._events: deque[EndpointEvent] = deque()
         self._tokens = itertools.count(1)
-        self._pending: dict[int, tuple[ServerTransaction, Response]] = {}
+        # token -> (transaction, held 200, AOR, its bindings before, its bindings written)
+        self._pending: dict[
+            int, tuple[ServerTransaction, Response, str, tuple[Binding, ...], tuple[Binding, ...]]
+        ] = {}
         self._qualify_heap: list[tuple[float, int, str, str]] = []
         self._qualify_seq = itertools.count()
         self._qualify_scheduled: set[tuple[str, str]] = set()
@@ -281,8 +300,13 @@ class Endpoint:
         pending = self._pending.pop(token, None)
         if pending is None:
             return
-        tx, response = pending
+        tx, response, aor, before, written = pending
         if not ok:
+            # Undo the tentative change, unless a later REGISTER already moved the AOR on (its own write
+            # carries the whole set, so the store catches up with memory when that one commits).
+            if tuple(self.location.bindings(aor, now=now)) == written:
+                self.location.replace_aor(aor, list(before))
+                self._events.append(BindingsRestored(aor, tuple(self.location.bindings(aor, now=now))))
             response = tx.request.reply(
                 500,
                 "Server Internal Error (could not store the binding)",
@@ -465,12 +489,13 @@ class Endpoint:
         user = self.authenticate(tx, now=now)
         if user is None:
             return
+        before = tuple(self.location.bindings(self.registrar.aor_for(user), now=now))
         outcome = self.registrar.register(
             request, tx.flow, user=user, to_tag=new_tag(), now=now, wall=now + self.wall_offset
         )
         if outcome.changed:
             token = next(self._tokens)
-            self._pending[token] = (tx, outcome.response)
+            self._pending[token] = (tx, outcome.response, outcome.aor, before, outcome.bindings)
             self._events.append(PersistBindings(token, outcome.aor, outcome.bindings, tx.flow))
             for binding in outcome.bindings:
                 self._schedule_qualify(binding, now)
@@ -543,6 +568,9 @@ class Endpoint:
             self._qualify_scheduled.discard((aor, key))
             binding = self.location.get(aor, key)
             if binding is None or binding.expires_at <= now:
+                gone = self._qualify_inflight.pop((aor, key), None)  # no more probes for it: forget it
+                if gone is not None:
+                    self._qualify_by_call_id.pop(gone.call_id, None)
                 continue
             self._send_qualify(binding, now)
             self._qualify_scheduled.add((aor, key))
@@ -554,6 +582,7 @@ class Endpoint:
             if probe is not None and not probe.done and probe.sent_at + self.config.qualify_timeout <= now:
                 probe.done = True
                 self._qualify_by_call_id.pop(probe.call_id, None)
+                del self._qualify_inflight[(aor, key)]
                 self._qualified(aor, key, reachable=False, rtt=None, now=now)
 
     def _send_qualify(self, binding: Binding, now: float) -> None:
@@ -600,6 +629,8 @@ class Endpoint:
         if response.status >= 200 and not probe.done:
             probe.done = True
             del self._qualify_by_call_id[response.call_id]
+            if self._qualify_inflight.get((probe.aor, probe.key)) is probe:
+                del self._qualify_inflight[(probe.aor, probe.key)]
             self._qualified(probe.aor, probe.key, reachable=True, rtt=now - probe.sent_at, now=now)
         return True
 

@@ -354,7 +354,11 @@ class SipTransport:
         for conn in list(self._connections.values()):
             if conn.transport is not None and now - conn.last_activity > self.idle_timeout:
                 log.info("- closing idle %s connection %s", conn.kind, conn.flow)
-                conn.transport.close()
+                if conn.transport.is_closing():
+                    # the last sweep's close still waits to flush to a peer that reads nothing
+                    conn.transport.abort()
+                else:
+                    conn.transport.close()
         self._schedule_sweep()
 
     def drop_source(self, host: str) -> None:

@@ -471,10 +471,25 @@ def test_tampered_nonce_timestamp_is_rejected(authenticator: DigestAuthenticator
     assert verify(authenticator, authorization(tampered), now=1.0).outcome is AuthOutcome.BAD_NONCE
 
 
-def test_nonce_from_the_future_is_rejected(authenticator: DigestAuthenticator) -> None:
+def test_nonce_from_the_future_is_stale(authenticator: DigestAuthenticator) -> None:
+    """Ours but stamped ahead of the clock: minted before the host rebooted. The phone gets a fresh
+    challenge (stale) when its digest is right, and the failure it deserves when it is not."""
     nonce = authenticator.mint_nonce(now=100.0)
-    assert verify(authenticator, authorization(nonce), now=98.0).outcome is AuthOutcome.BAD_NONCE
+    assert verify(authenticator, authorization(nonce), now=98.0).outcome is AuthOutcome.STALE
+    wrong = authorization(nonce, password="not-it")
+    assert verify(authenticator, wrong, now=98.0).outcome is AuthOutcome.BAD_RESPONSE
     assert verify(authenticator, authorization(nonce), now=99.5).ok  # within the 1 s skew
+
+
+def test_after_a_restart_nonces_of_the_previous_run_are_stale_not_replayable() -> None:
+    before = DigestAuthenticator(REALM, SECRET, rng=counting_rng())
+    old_nonce = before.mint_nonce(now=10.0)
+    captured = authorization(old_nonce, nc=1)
+    assert verify(before, captured, now=11.0).ok
+    after = DigestAuthenticator(REALM, SECRET, rng=counting_rng(), started_at=50.0)  # same secret, new run
+    assert verify(after, captured, now=60.0).outcome is AuthOutcome.STALE  # the replay is not taken
+    fresh = after.mint_nonce(now=51.0)
+    assert verify(after, authorization(fresh, nc=1), now=52.0).ok
 
 
 def test_wrong_opaque_is_rejected_missing_opaque_tolerated(authenticator: DigestAuthenticator) -> None:

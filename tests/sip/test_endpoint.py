@@ -10,6 +10,7 @@ from softswitch.sip.auth import DigestAuthenticator
 from softswitch.sip.endpoint import (
     AuthFailed,
     BindingsExpired,
+    BindingsRestored,
     Endpoint,
     EndpointConfig,
     MessageDropped,
@@ -146,6 +147,30 @@ def test_failed_persist_answers_500_and_not_200() -> None:
     endpoint.persisted(persist.token, ok=False, now=10.2)
     (resp,) = responses(endpoint)
     assert resp.status == 500 and resp.headers.get("retry-after") == "5"
+    assert endpoint.location.bindings("sip:alice@cc.example.com", now=10.3) == []  # no tentative binding
+
+
+def test_a_failed_unregister_leaves_the_binding_in_place() -> None:
+    """RFC 3261 §10.3: a failed update removes every tentative change, so a retry is not a no-op."""
+    endpoint = make_endpoint()
+    challenge_then_register(endpoint)
+    (persist,) = [e for e in events(endpoint) if isinstance(e, PersistBindings)]
+    endpoint.persisted(persist.token, ok=True, now=10.2)
+    responses(endpoint)
+    aor = "sip:alice@cc.example.com"
+    (kept,) = endpoint.location.bindings(aor, now=20.0)
+    endpoint.receive(register_bytes(cseq=3, branch="z9hG4bK-r3", expires=0), PHONE, now=20.0)
+    (challenge,) = responses(endpoint)
+    auth = answer(challenge.headers.get("www-authenticate") or "", "alice", "alice-pw", nc="00000002")
+    endpoint.receive(register_bytes(cseq=4, branch="z9hG4bK-r4", auth=auth, expires=0), PHONE, now=20.1)
+    (remove,) = [e for e in events(endpoint) if isinstance(e, PersistBindings)]
+    assert remove.bindings == ()
+    endpoint.persisted(remove.token, ok=False, now=20.2)
+    (resp,) = responses(endpoint)
+    assert resp.status == 500
+    assert endpoint.location.bindings(aor, now=20.3) == [kept]
+    (restored,) = [e for e in events(endpoint) if isinstance(e, BindingsRestored)]
+    assert restored.aor == aor and restored.bindings == (kept,)
 
 
 def test_retransmitted_register_gets_same_answer_without_reauth_or_store() -> None:
