@@ -535,7 +535,7 @@ class Endpoint:
             return self._challenge_check(now, stale=True)
         if not result.ok:
             return self._auth_failed(source, credentials.username, result.outcome.name.lower(), now)
-        self.guard.record_success(source, now=now)
+        self.guard.record_success(source, now=now, user=credentials.username)
         return AuthCheck(result.username)
 
     def _challenge_check(self, now: float, *, stale: bool) -> AuthCheck:
@@ -544,7 +544,7 @@ class Endpoint:
 
     def _auth_failed(self, source: str, username: str, outcome: str, now: float) -> AuthCheck:
         self._events.append(AuthFailed(source, username, outcome))
-        if self.guard.record_failure(source, now=now) is Verdict.BANNED:
+        if self.guard.record_failure(source, now=now, user=username) is Verdict.BANNED:
             key = self.guard.key(source)
             until = next((u for banned, u in self.guard.bans(now=now) if banned == key), now)
             self._events.append(SourceBanned(source, until))

@@ -102,8 +102,9 @@ class Guard:
         self.exempt: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = tuple(
             ipaddress.ip_network(network, strict=False) for network in exempt
         )
-        # source key -> failure times within the window, oldest first; ordered by last failure (LRU).
-        self._history: OrderedDict[str, deque[float]] = OrderedDict()
+        # source key -> (time, username) of the failures within the window, oldest first; ordered by last
+        # failure (LRU).
+        self._history: OrderedDict[str, deque[tuple[float, str | None]]] = OrderedDict()
         # source key -> end of ban
         self._bans: dict[str, float] = {}
         # (deadline, key) with lazy deletion; _scheduled holds the one live deadline per key.
@@ -131,7 +132,7 @@ class Guard:
             return Verdict.THROTTLE
         return Verdict.ALLOW
 
-    def record_failure(self, ip: str, *, now: float) -> Verdict:
+    def record_failure(self, ip: str, *, now: float, user: str | None = None) -> Verdict:
         """Count a refused authentication; returns the source's verdict after it (BANNED when it
         starts a ban)."""
         key, exempt = self._classify(ip)
@@ -148,7 +149,7 @@ class Guard:
             history = self._history[key] = deque(maxlen=self.failures)
         else:
             self._history.move_to_end(key)
-        history.append(now)
+        history.append((now, user))
         if len(history) >= self.failures and self.ban_time == 0:
             # banning turned off (security.ban_time: 0): keep throttling, never ban
             self._reschedule(key)
@@ -161,10 +162,20 @@ class Guard:
         self._reschedule(key)
         return Verdict.THROTTLE if len(history) >= self.throttle_after else Verdict.ALLOW
 
-    def record_success(self, ip: str, *, now: float) -> None:
-        """Forget the failures of `ip`'s source (an active ban stays)."""
+    def record_success(self, ip: str, *, now: float, user: str | None = None) -> None:
+        """Forget the failures of `ip`'s source (an active ban stays); with `user`, only the failures
+        recorded for that username: one valid account must not wipe the guesses at everybody else's."""
         key, _ = self._classify(ip)
-        if self._history.pop(key, None) is not None:
+        history = self._history.get(key)
+        if history is not None:
+            if user is not None:
+                kept = deque((entry for entry in history if entry[1] != user), maxlen=history.maxlen)
+                if kept:
+                    self._history[key] = kept
+                else:
+                    del self._history[key]
+            else:
+                del self._history[key]
             self._reschedule(key)
         self._refresh(key, now)
 
@@ -235,7 +246,7 @@ class Guard:
         history = self._history.get(key)
         if history is not None:
             # Same expression as the deadline in _deadline, so float rounding cannot make them disagree.
-            while history and history[0] + self.window <= now:
+            while history and history[0][0] + self.window <= now:
                 history.popleft()
                 changed = True
             if not history:
@@ -257,7 +268,7 @@ class Guard:
             candidates.append(until)
         history = self._history.get(key)
         if history:
-            candidates.append(history[0] + self.window)
+            candidates.append(history[0][0] + self.window)
         return min(candidates) if candidates else None
 
     def _reschedule(self, key: str) -> None:

@@ -312,3 +312,19 @@ def test_ban_time_zero_turns_banning_off_but_keeps_throttling() -> None:
     assert verdicts[-1] is Verdict.THROTTLE
     assert guard.check("192.0.2.9", now=6.0) is not Verdict.BANNED
     assert guard.bans(now=6.0) == []
+
+
+def test_a_success_forgets_only_that_users_failures() -> None:
+    """Holding one valid account must not reset the count of guesses at other users' passwords."""
+    guard = Guard(failures=4, throttle_after=3)
+    guard.record_failure(A, now=0.0, user="victim")
+    guard.record_failure(A, now=1.0, user="victim")
+    guard.record_failure(A, now=2.0, user="mallory")
+    guard.record_success(A, now=3.0, user="mallory")  # the attacker's own account
+    assert guard.check(A, now=3.0) is Verdict.ALLOW  # two failures left: below throttle_after
+    assert guard.record_failure(A, now=4.0, user="victim") is Verdict.THROTTLE
+    assert guard.record_failure(A, now=5.0, user="victim") is Verdict.BANNED
+    guard.record_failure(B, now=6.0, user="carol")
+    guard.record_failure(B, now=7.0, user="carol")
+    guard.record_success(B, now=8.0, user="carol")  # a typo, then the right password
+    assert guard.tracked == 1 and guard.check(B, now=8.0) is Verdict.ALLOW
