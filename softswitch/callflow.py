@@ -440,12 +440,15 @@ class CallFlow:
         state = self._calls.get(call.id)
         if state is None:
             return
+        cancelled_colleagues: set[str] = set()
         for attempt in state.attempts:
             if attempt.leg is call.leg_b:
                 attempt.answered_at = now
                 attempt.status = 200
             elif attempt.ended_at is None and attempt.answered_at is None:
                 attempt.ended_at = now  # cancelled: answered elsewhere
+                if attempt.target.label != target.label:
+                    cancelled_colleagues.add(attempt.target.label)
         if state.answered_locally and sdp is not None and call.leg_b is not None:
             # The switch answered the caller earlier: the agent's answer is the B side of the relay.
             try:
@@ -454,6 +457,12 @@ class CallFlow:
                 state.detail = exc.reason
                 self._b2bua().drop_b(call, now=now, reason="media refused")
                 if state.in_acd and self.acd is not None:
+                    # The B2BUA cancelled the colleagues' rings when this answer came in (ring_all): they
+                    # are free again, through no fault of theirs, before the call looks for an agent anew.
+                    for colleague in sorted(cancelled_colleagues):
+                        self.acd.offer_withdrawn(
+                            call.id, colleague, reason="answered_elsewhere_failed", now=now
+                        )
                     self.acd.offer_failed(call.id, target.label, reason="rejected", now=now)
                 else:
                     self._goodbye(state, "media_refused", now)

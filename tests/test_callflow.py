@@ -705,3 +705,30 @@ def test_a_delayed_offer_to_a_queue_is_answered_with_pcmu_alone() -> None:
     customer.layer.ack(a_leg, phone_sdp("customer", "192.0.2.50", 4000, "0 101"), now=sw.net.now)
     sw.net.pump()
     assert sw.flow.live_calls(sw.net.now)[0]["codec"] == "PCMU"
+
+
+def test_ring_all_a_colleagues_unusable_answer_does_not_strand_or_penalise_the_others() -> None:
+    # Alice and Bob ring together; Alice answers first, so the switch cancels Bob's ring, but her answer has
+    # no audio. Bob must be free (and rung again) at once, not left "offered" until the ring timeout and then
+    # charged a missed offer he never had the chance to take.
+    sw, _ = queue_switch(QueueConfig("q1", strategy="ring_all", max_wait=None, wrap_up=0.0))
+    acd = sw.flow.acd
+    assert acd is not None
+    for agent in ("alice", "bob"):
+        acd.agent_login(agent, now=0.0)
+    sw.net.now = 10.0
+    dial(sw, "customer", "6001")
+    alice, bob = sw.phones["alice"], sw.phones["bob"]
+    a_ring, first_ring = alice.incoming(), bob.incoming()
+    no_audio = phone_sdp("alice", ALICE_HOST, 4000).replace(
+        b"m=audio 4000 RTP/AVP 0 8 101", b"m=video 4000 RTP/AVP 96"
+    )
+    alice.layer.accept(a_ring, no_audio, now=sw.net.now)
+    sw.net.pump()
+    bob_events = bob.take()
+    assert any(isinstance(e, Cancelled) and e.leg is first_ring for e in bob_events)
+    second_rings = [e for e in bob_events if type(e).__name__ == "InviteReceived"]
+    assert len(second_rings) == 1 and second_rings[0].leg is not first_ring  # rung again at once
+    agents = acd.snapshot(now=sw.net.now).agents
+    assert agents["bob"].misses == 0
+    assert agents["alice"].misses == 1  # her answer was unusable: that one is hers

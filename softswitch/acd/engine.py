@@ -65,6 +65,7 @@ from .events import (
     DtmfReceived,
     OfferAnswered,
     OfferFailed,
+    OfferWithdrawn,
     Reconciled,
     TimePassed,
     WrapUpEnded,
@@ -363,6 +364,20 @@ class AcdEngine:
         self._offer_failed(call, agent, reason, now)
         self._settle(now)
 
+    def offer_withdrawn(self, call_id: str, agent_id: str, *, reason: str, now: float) -> None:
+        """The switch already stopped ringing the agent for a reason that is not the agent's (in ring_all,
+        a colleague answered first and that answer then failed). Not a miss, and it does not count as rung
+        this round; no `CancelOffer` follows, since the ring is already over. The agent is free for the
+        next decision."""
+        self._now = now
+        call = self._calls.get(call_id)
+        agent = self._agents.get(agent_id)
+        if call is None or agent is None or agent_id not in call.offers:
+            return
+        call.untry(agent_id)  # it never had a fair chance: it may be rung again this round
+        self._withdraw_agent_offer(agent, reason, now, cancel=False)
+        self._settle(now)
+
     def call_ended(self, call_id: str, *, by: str, now: float) -> None:
         """The call ended; `by` is "agent" or "caller". Before an answer this is an abandon."""
         if by not in ("agent", "caller"):
@@ -653,6 +668,8 @@ class AcdEngine:
                 return self.offer_answered(call, agent, now=now)
             case OfferFailed(call, agent, reason):
                 return self.offer_failed(call, agent, reason=reason, now=now)
+            case OfferWithdrawn(call, agent, reason):
+                return self.offer_withdrawn(call, agent, reason=reason, now=now)
             case CallEnded(call, by):
                 return self.call_ended(call, by=by, now=now)
             case CallerAbandoned(call):
@@ -1089,13 +1106,14 @@ class AcdEngine:
             )
             self._refresh(agent, reason, now)
 
-    def _withdraw_agent_offer(self, agent: Agent, reason: str, now: float) -> None:
+    def _withdraw_agent_offer(self, agent: Agent, reason: str, now: float, *, cancel: bool = True) -> None:
         """Stop ringing this agent (it paused or logged out); not a miss. The call looks for someone else."""
         call = agent.call
         assert call is not None and agent.id in call.offers
         del call.offers[agent.id]
         agent.call = None
-        self._actions.append(CancelOffer(call.id, agent.id, reason))
+        if cancel:
+            self._actions.append(CancelOffer(call.id, agent.id, reason))
         self._record(
             QueueEventKind.OFFER_WITHDRAWN, now, queue=call.queue.name, call=call.id, agent=agent.id,
             duration=now - call.offered_at, detail=reason,

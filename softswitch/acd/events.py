@@ -30,6 +30,7 @@ __all__ = [
     "FailureReason",
     "OfferAnswered",
     "OfferFailed",
+    "OfferWithdrawn",
     "Reconciled",
     "TimePassed",
     "WrapUpEnded",
@@ -52,6 +53,16 @@ class CallArrived:
 class OfferAnswered:
     call: str
     agent: str
+
+
+@dataclass(frozen=True, slots=True)
+class OfferWithdrawn:
+    """The switch stopped ringing the agent for a reason that is not the agent's (a colleague's answer in
+    `ring_all` that then failed): not a miss."""
+
+    call: str
+    agent: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +162,7 @@ AcdEvent = (
     CallArrived
     | OfferAnswered
     | OfferFailed
+    | OfferWithdrawn
     | CallEnded
     | CallerAbandoned
     | DtmfReceived

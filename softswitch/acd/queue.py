@@ -140,6 +140,11 @@ class Call:
         self.offers[agent_id] = until
         self.tried.add(agent_id)
 
+    def untry(self, agent_id: str) -> None:
+        """Forget that `agent_id` was rung this round (its ring ended through no fault of its own)."""
+        if isinstance(self.tried, set):
+            self.tried.discard(agent_id)
+
     def new_round(self) -> None:
         """Forget who was rung: every eligible agent may be offered the call again."""
         self.tried = _NO_ONE

@@ -27,6 +27,27 @@ def test_answer_racing_a_hang_up_is_dropped_and_the_agent_stays_free():
     assert abandon == [QueueEvent(3.0, QueueEventKind.ABANDON, "q", "c1", position=1, wait=3.0)]
 
 
+def test_a_ring_withdrawn_through_no_fault_of_the_agent_is_no_miss_and_may_ring_again_at_once():
+    engine = engine_with(
+        [QueueConfig("q", strategy="ring_all", retry=30)], [AgentConfig("a"), AgentConfig("b")]
+    )
+    engine.call_arrived("c1", "q", now=0.0)
+    assert sorted(o.agent for o in only(engine.actions(), OfferCall)) == ["a", "b"]
+    engine.offer_withdrawn("c1", "b", reason="answered_elsewhere_failed", now=1.0)
+    assert engine.actions() == []  # the switch already ended b's ring: nothing to cancel
+    assert engine.snapshot().agents["b"].status is AgentStatus.AVAILABLE
+    engine.offer_failed("c1", "a", reason="rejected", now=1.0)
+    # a rejected and waits for the retry; b was not rung fairly this round, so it is rung again now
+    assert [o.agent for o in only(engine.actions(), OfferCall)] == ["b"]
+    misses = {agent: view.misses for agent, view in engine.snapshot().agents.items()}
+    assert misses == {"a": 1, "b": 0}
+    kinds_seen = [r.kind for r in engine.records() if isinstance(r, QueueEvent) and r.agent == "b"]
+    assert QueueEventKind.RING_NO_ANSWER not in kinds_seen
+    engine.offer_withdrawn("c1", "nobody", reason="x", now=2.0)  # unknown agent or call: ignored
+    engine.offer_withdrawn("gone", "b", reason="x", now=2.0)
+    assert engine.snapshot().agents["b"].status is AgentStatus.OFFERED
+
+
 def test_answer_arriving_after_the_ring_timeout_is_refused():
     engine = engine_with([QueueConfig("q", retry=30)], [AgentConfig("a")])
     engine.call_arrived("c1", "q", now=0.0)

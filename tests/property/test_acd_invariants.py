@@ -286,6 +286,14 @@ class AcdMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.ringing)
     @rule(data=st.data())
+    def withdraw_offer(self, data):
+        """The switch ended a ring that was not the agent's fault (ring_all: a colleague's failed answer)."""
+        agent = data.draw(st.sampled_from(sorted(self.ringing)))
+        call = self.ringing.pop(agent)
+        self.step(lambda: self.engine.offer_withdrawn(call, agent, reason="colleague_failed", now=self.now))
+
+    @precondition(lambda self: self.ringing)
+    @rule(data=st.data())
     def answer_quickly(self, data):
         """Agents answer more often than anything else happens (a second rule doubles the weight)."""
         self.answer(data)
