@@ -17,6 +17,8 @@ from softswitch.sip.uri import SipUri, Uri
 
 __all__ = ["Binding", "LocationTable", "contact_key"]
 
+_COMPACT_SLACK = 64  # heap entries allowed beyond 2 x bindings before a rebuild
+
 
 @dataclass(frozen=True, slots=True)
 class Binding:
@@ -66,11 +68,18 @@ def contact_key(uri: Uri, instance_id: str | None = None, reg_id: int | None = N
 
 @dataclass(slots=True)
 class LocationTable:
-    """AOR -> {key: Binding}, with an expiry heap (lazy deletion) and qualify state per binding."""
+    """AOR -> {key: Binding}, with an expiry heap (lazy deletion) and qualify state per binding.
+
+    A refresh leaves the binding's old heap entry behind (it is skipped when it surfaces). Phones behind NAT
+    often refresh every 30-60 s against an expiry of an hour, so the heap is rebuilt from the live bindings
+    whenever it holds more than twice as many entries as there are bindings: memory stays proportional to
+    the bindings, at an amortised O(1) per refresh.
+    """
 
     _aors: dict[str, dict[str, Binding]] = field(default_factory=dict)
     _reach: dict[tuple[str, str], Reachability] = field(default_factory=dict)
     _heap: list[tuple[float, str, str]] = field(default_factory=list)
+    _count: int = 0  # bindings in `_aors`
 
     def bindings(self, aor: str, *, now: float) -> list[Binding]:
         """Live bindings of `aor`, best q first, then most recently registered."""
@@ -99,12 +108,25 @@ class LocationTable:
         new = {b.key: b for b in bindings}
         for key in old.keys() - new.keys():
             self._reach.pop((aor, key), None)
+        self._count += len(new) - len(old)
         if new:
             self._aors[aor] = new
-            for binding in bindings:
-                heapq.heappush(self._heap, (binding.expires_at, aor, binding.key))
+            for binding in new.values():
+                previous = old.get(binding.key)
+                if previous is None or previous.expires_at != binding.expires_at:
+                    heapq.heappush(self._heap, (binding.expires_at, aor, binding.key))
+                # else: its entry is still in the heap and still valid
+            if len(self._heap) > 2 * self._count + _COMPACT_SLACK:
+                self._compact()
         else:
             self._aors.pop(aor, None)
+
+    def _compact(self) -> None:
+        """Rebuild the heap from the live bindings (drops every stale entry)."""
+        self._heap = [
+            (b.expires_at, aor, key) for aor, current in self._aors.items() for key, b in current.items()
+        ]
+        heapq.heapify(self._heap)
 
     def restore(self, bindings: list[Binding]) -> None:
         """Load bindings at start-up (from the store, expiries already converted to monotonic)."""
@@ -149,6 +171,7 @@ class LocationTable:
             if binding is None or binding.expires_at != expires_at:
                 continue
             del current[key]
+            self._count -= 1
             self._reach.pop((aor, key), None)
             if not current:
                 del self._aors[aor]
@@ -157,4 +180,4 @@ class LocationTable:
         return changed
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self._aors.values())
+        return self._count

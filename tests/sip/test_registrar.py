@@ -170,3 +170,37 @@ def test_refresh_moves_the_expiry_deadline(registrar: Registrar) -> None:
     location = registrar.location
     assert location.expire(now=400.0) == []  # the stale heap entry is skipped
     assert location.next_deadline() == 650.0
+
+
+def test_frequent_refreshes_keep_the_expiry_heap_bounded_and_expiry_right(registrar: Registrar) -> None:
+    # A NAT'd phone refreshing every 60 s against an hour's expiry must not grow memory with every refresh.
+    # A binding that is not refreshed holds the heap's top, so stale entries cannot just surface and go.
+    location = registrar.location
+    do(registrar, register(["<sip:alice@10.0.0.9>"], expires=3600), now=100.0)  # until 3700
+    contacts = ["<sip:alice@10.0.0.1>", "<sip:alice@10.0.0.2>"]  # max_contacts is 3
+    refreshes = 55
+    for n in range(refreshes):
+        now = 101.0 + 60.0 * n
+        outcome = do(registrar, register(contacts, expires=3600, cseq=n + 2), now=now)
+        assert outcome.response.status == 200
+        assert location.next_deadline() == 3700.0  # the switch asks after every change
+    last = 101.0 + 60.0 * (refreshes - 1)
+    assert len(location) == 3
+    assert len(location._heap) <= 2 * 3 + 64 < 2 * refreshes
+    assert location.expire(now=3700.0) == ["sip:alice@cc.example.com"]
+    assert len(location) == 2 and location.next_deadline() == last + 3600
+    assert location.expire(now=last + 3599.9) == []
+    assert location.expire(now=last + 3600) == ["sip:alice@cc.example.com"]
+    assert len(location) == 0 and location.next_deadline() is None
+
+
+def test_an_unchanged_binding_in_a_partial_refresh_keeps_its_own_deadline(registrar: Registrar) -> None:
+    do(registrar, register(["<sip:alice@10.0.0.1>"], expires=300))  # expires at 400
+    do(registrar, register(["<sip:alice@10.0.0.2>"], expires=600, cseq=2), now=200.0)  # expires at 800
+    location = registrar.location
+    assert len(location) == 2 and location.next_deadline() == 400.0
+    assert location.expire(now=400.0) == ["sip:alice@cc.example.com"]
+    assert [b.contact for b in location.bindings("sip:alice@cc.example.com", now=400.0)] == [
+        "sip:alice@10.0.0.2"
+    ]
+    assert len(location) == 1 and location.next_deadline() == 800.0
