@@ -295,6 +295,7 @@ class CallFlow:
         self.sounds = sounds
         self.b2bua: B2bua | None = None
         self._calls: dict[str, _CallState] = {}
+        self._direct_calls: dict[str, int] = {}  # agent -> live calls it is on outside any queue
         self._events: deque[FlowEvent] = deque()
         self._session_ids = 1000
         self._timers: list[tuple[float, int, str]] = []  # (when, seq, call id): hang up after a prompt
@@ -380,8 +381,7 @@ class CallFlow:
             return
         if route.kind != "feature" and call.caller_user is not None and self._is_agent(call.caller_user):
             # An agent placing a call is busy for the ACD (a feature code is not a call).
-            state.direct_agents.add(call.caller_user)
-            self._direct_call(call.caller_user, True, now)
+            self._direct_call_started(state, call.caller_user, now)
         if route.kind == "queue":
             self._enter_queue(state, route.target, now)
             return
@@ -473,8 +473,7 @@ class CallFlow:
         else:
             self._bridge(state, now)
             if self._is_agent(target.label):
-                state.direct_agents.add(target.label)
-                self._direct_call(target.label, True, now)
+                self._direct_call_started(state, target.label, now)
         self._log("answered", call, by=target.label or target.uri)
 
     def _bridge(self, state: _CallState, now: float) -> None:
@@ -806,6 +805,12 @@ class CallFlow:
             self.acd.agent_reachable(agent, reachable, now=now)
             self._run_acd(now)
 
+    def _direct_call_started(self, state: _CallState, agent: str, now: float) -> None:
+        if agent not in state.direct_agents:
+            state.direct_agents.add(agent)
+            self._direct_calls[agent] = self._direct_calls.get(agent, 0) + 1
+        self._direct_call(agent, True, now)
+
     def _direct_call(self, agent: str, active: bool, now: float) -> None:
         if self.acd is not None:
             self.acd.agent_direct_call(agent, active, now=now)
@@ -994,7 +999,10 @@ class CallFlow:
             else:
                 self.acd.call_ended(call.id, by="caller", now=now)
         for agent in state.direct_agents:
-            if not any(agent in other.direct_agents for other in self._calls.values()):
+            left = self._direct_calls.pop(agent, 1) - 1
+            if left:
+                self._direct_calls[agent] = left
+            else:
                 self._direct_call(agent, False, now)  # only when this was the agent's last direct call
         if state.session is not None:
             self.media.ticking(call.id, False)

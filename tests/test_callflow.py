@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from softswitch.acd import AcdEngine, AgentConfig, Announce, QueueConfig
+from softswitch.acd import AcdEngine, AgentConfig, AgentStatus, Announce, QueueConfig
 from softswitch.callflow import CallFlow, CallLogged, CallRecordReady, Directory, Route, UserInfo
 from softswitch.media.dtmf import event_payloads
 from softswitch.media.player import Chain, LoopingPlayer, Sound
@@ -732,3 +732,28 @@ def test_ring_all_a_colleagues_unusable_answer_does_not_strand_or_penalise_the_o
     agents = acd.snapshot(now=sw.net.now).agents
     assert agents["bob"].misses == 0
     assert agents["alice"].misses == 1  # her answer was unusable: that one is hers
+
+
+def test_an_agent_on_two_direct_calls_is_free_for_the_queues_only_after_the_last_one_ends() -> None:
+    sw, _ = queue_switch(QueueConfig("q1", max_wait=None))
+    acd = sw.flow.acd
+    assert acd is not None
+    acd.agent_login("bob", now=0.0)
+    net, bob = sw.net, sw.phones["bob"]
+    legs = []
+    for caller, number in (("alice", "1002"), ("customer", "+15550100")):
+        caller_leg = dial(sw, caller, number)
+        callee_leg = bob.incoming()
+        bob.layer.accept(callee_leg, BOB_ANSWER, now=net.now)
+        net.pump()
+        bob.take()  # the ACK
+        legs.append((sw.phones[caller], caller_leg))
+        assert acd.agent_status("bob") is AgentStatus.DIRECT_CALL
+    first_phone, first_leg = legs[0]
+    first_phone.layer.bye(first_leg, now=net.now)
+    net.pump()
+    assert acd.agent_status("bob") is AgentStatus.DIRECT_CALL  # still talking to the customer
+    second_phone, second_leg = legs[1]
+    second_phone.layer.bye(second_leg, now=net.now)
+    net.pump()
+    assert acd.agent_status("bob") is AgentStatus.AVAILABLE

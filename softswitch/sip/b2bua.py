@@ -741,25 +741,18 @@ class B2bua:
             self._end(call, cause=reason, by="callee" if by == "remote" else "switch", status=None, now=now)
 
     def _acked_by_a(self, call: Call, sdp: bytes | None, now: float) -> None:
-        answer: list[bytes | None] = [None]
+        answer: bytes | None = None
         if sdp is not None:
-
-            def hook() -> None:
-                answer[0] = self.hooks.acked_by_a(call, sdp, now=now)
-
-            self._guard_media(call, hook, now)
+            try:
+                answer = self.hooks.acked_by_a(call, sdp, now=now)
+            except MediaRefused as exc:
+                self.hangup(call, now=now, cause="media_refused", reason=exc.reason)
         callee = call.leg_b
         if callee is not None and callee.awaiting_ack_answer and call.state is not CallState.ENDED:
             # A passed-through delayed offer: the callee's 2xx offered, the caller answered in its ACK.
-            self.invites.ack(callee, answer[0], now=now)
-            if answer[0] is None:
+            self.invites.ack(callee, answer, now=now)
+            if answer is None:
                 self.hangup(call, now=now, cause="media_refused", reason="no answer to the callee's offer")
-
-    def _guard_media(self, call: Call, action: Callable[[], None], now: float) -> None:
-        try:
-            action()
-        except MediaRefused as exc:
-            self.hangup(call, now=now, cause="media_refused", reason=exc.reason)
 
     def _end(self, call: Call, *, cause: str, by: str, status: int | None, now: float) -> None:
         if call.state is CallState.ENDED:
